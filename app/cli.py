@@ -1,0 +1,82 @@
+"""Command line: `python -m app serve` (the web app) and `python -m app train CONFIG.json`.
+
+`train` runs an experiment without a server: one JSON object per line on stdout for every epoch
+(the fields of the SSE `epoch` event), a progress bar on stderr, and a final
+`{"event": "done", ...}` line. Exit status 0 on success, 2 on an unreadable or invalid config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One readable line per problem: `dataset.n_train: Input should be ...`."""
+    from app.ml.config import describe_errors
+
+    return "\n".join(f"{e['field']}: {e['message']}" for e in describe_errors(err))
+
+
+def cmd_train(path: str) -> int:
+    from app.ml.config import ExperimentConfig
+
+    try:
+        raw = json.loads(Path(path).read_text())
+        config = ExperimentConfig.model_validate(raw)
+    except OSError as e:
+        print(f"error: cannot read {path}: {e.strerror}", file=sys.stderr)
+        return 2
+    except json.JSONDecodeError as e:
+        print(f"error: {path} is not valid JSON: {e}", file=sys.stderr)
+        return 2
+    except ValidationError as e:
+        print(f"error: invalid config in {path}:\n{format_validation_error(e)}", file=sys.stderr)
+        return 2
+
+    import torch
+    from tqdm import tqdm
+
+    from app.ml.summary import summarize
+    from app.ml.train import train
+
+    torch.set_num_threads(1)  # small MLPs: one thread is fastest (and fair next to a server)
+    bar = tqdm(total=config.n_runs * config.train.epochs, unit="epoch", file=sys.stderr)
+
+    def on_epoch(run: int, metrics: dict) -> None:
+        sys.stdout.write(json.dumps({"event": "epoch", "run": run, **metrics}) + "\n")
+        bar.update()
+
+    try:
+        result = train(config, on_epoch=on_epoch)
+    except KeyboardInterrupt:
+        bar.close()
+        return 130
+    bar.close()
+    runs = [{"index": r.spec.index, "dropout": r.spec.dropout, "epochs": r.epochs, "test": r.test}
+            for r in result.runs]
+    print(json.dumps({"event": "done", "status": result.status,
+                      "summary": summarize(runs, config.task)}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description="Dropout Playground")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="start the web app")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--data-dir", default="./data", help="SQLite database and other state")
+    serve.add_argument("--workers", type=int, default=None, help="training processes")
+    train = sub.add_parser("train", help="train one experiment from a JSON config, no server")
+    train.add_argument("config", help="path to the experiment config (JSON)")
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        return cmd_train(args.config)
+    from app.web.serve import serve as run_server
+
+    return run_server(host=args.host, port=args.port, data_dir=args.data_dir, workers=args.workers)

@@ -1,0 +1,212 @@
+"""The experiment config: one pydantic model that is the single truth for an experiment.
+
+Validation, defaults, limits, the help text of every field (units and meaning), the form on the
+playground and the URL query string all derive from these classes. Field names follow
+CONTRACT.md exactly. Limits that protect the server live here too, so they hold no matter who
+submits the config (the form, the API, the CLI).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from app.ml.datasets import CATALOG
+
+MAX_LAYERS = 8
+MAX_WIDTH = 1024
+MAX_PARAMS = 1_000_000  # weights + biases of one run's network
+MAX_EPOCHS = 1000
+MAX_RUNS = 64  # runs in one experiment (rates x folds x repeats)
+MAX_SWEEP_PARAMS = 8_000_000  # parameters summed over every run of a sweep
+
+DatasetName = Literal[tuple(CATALOG)]  # type: ignore[valid-type]
+Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+def limit_error(field: str, message: str) -> PydanticCustomError:
+    """A validation error about a rule spanning fields, pinned to the field to change."""
+    return PydanticCustomError("limit", message, {"field": field})
+
+
+def describe_errors(err: ValidationError) -> list[dict[str, str]]:
+    """[{"field": "dataset.n_train", "message": "..."}]: readable errors for the API and CLI."""
+    out = []
+    for e in err.errors(include_url=False):
+        loc = [str(p) for p in e["loc"] if not str(p).startswith(("constrained-", "list["))]
+        field = (e.get("ctx") or {}).get("field") or ".".join(loc) or "config"
+        out.append({"field": field, "message": e["msg"]})
+    return out
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetConfig(_Strict):
+    name: DatasetName = Field("moons", description="Which dataset to learn.")
+    n_train: int = Field(
+        200, ge=10, le=5000,
+        description="Number of training examples. Fewer examples make overfitting easier to see.",
+    )
+    noise: float = Field(
+        0.2, ge=0.0, le=2.0,
+        description="Standard deviation of Gaussian noise added to the inputs of the 2-D toy "
+        "sets, or to the targets of sine (input units). Ignored by the real tables.",
+    )
+    label_noise: float = Field(
+        0.0, ge=0.0, le=0.5,
+        description="Fraction of training labels flipped to a wrong class (validation stays clean).",
+    )
+    extra_features: int = Field(
+        0, ge=0, le=100,
+        description="Number of irrelevant random input features appended to every example.",
+    )
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed that draws and splits the data.")
+
+    @model_validator(mode="after")
+    def _fits_dataset(self) -> DatasetConfig:
+        info = CATALOG[self.name]
+        if self.n_train > info.max_train:
+            raise limit_error(
+                "dataset.n_train",
+                f"n_train={self.n_train} is more than {self.name} has: "
+                f"at most {info.max_train} training examples",
+            )
+        return self
+
+
+class ModelConfig(_Strict):
+    hidden: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = Field(
+        default_factory=lambda: [64, 64], max_length=MAX_LAYERS,
+        description=f"Width of each hidden layer (units), input to output; at most {MAX_LAYERS}.",
+    )
+    activation: Literal["relu", "tanh", "gelu", "sigmoid"] = Field(
+        "relu", description="Nonlinearity after every hidden layer."
+    )
+    dropout: float | list[float] = Field(
+        0.5,
+        description="Dropout rate p: the probability of DROPPING each hidden unit during "
+        "training (keep probability 1-p). One rate for every hidden layer, or a list with "
+        "one rate per hidden layer.",
+    )
+    input_dropout: Rate = Field(
+        0.0, description="Dropout rate p applied to the input features during training."
+    )
+
+    @field_validator("dropout")
+    @classmethod
+    def _valid_rates(cls, v: float | list[float]) -> float | list[float]:
+        for p in v if isinstance(v, list) else [v]:
+            if not 0.0 <= p < 1.0:
+                raise ValueError(
+                    f"dropout rate must be at least 0 and below 1 (it is the probability of "
+                    f"dropping a unit), got {p}"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _rates_match_layers(self) -> ModelConfig:
+        if isinstance(self.dropout, list) and len(self.dropout) != len(self.hidden):
+            raise limit_error(
+                "model.dropout",
+                f"dropout has {len(self.dropout)} rates for {len(self.hidden)} hidden layers",
+            )
+        return self
+
+    def layer_rates(self) -> list[float]:
+        """The dropout rate of each hidden layer."""
+        if isinstance(self.dropout, list):
+            return list(self.dropout)
+        return [float(self.dropout)] * len(self.hidden)
+
+    def n_params(self, n_in: int, n_out: int) -> int:
+        sizes = [n_in, *self.hidden, n_out]
+        return sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(100, ge=1, le=MAX_EPOCHS, description="Passes over the training data.")
+    batch_size: int = Field(32, ge=1, le=4096, description="Examples per optimizer step.")
+    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="Update rule.")
+    lr: float = Field(0.001, gt=0.0, le=10.0, description="Learning rate (step size).")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="Momentum (SGD only).")
+    weight_decay: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="L2 penalty coefficient (decoupled decay for AdamW), on all parameters.",
+    )
+    l1: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="L1 penalty coefficient: adds l1 * sum(|w|) over weight matrices to the loss.",
+    )
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed for initial weights, data order "
+                      "and dropout masks.")
+
+
+class SweepConfig(_Strict):
+    dropout: list[Rate] | None = Field(
+        None, min_length=1, max_length=MAX_RUNS,
+        description="Dropout rates to try: each replaces the rate of every hidden layer, one "
+        "run per value.",
+    )
+    folds: int = Field(
+        1, ge=1, le=10,
+        description="k-fold cross-validation: with k > 1 each run trains on k-1 parts of the "
+        "training examples and validates on the remaining part.",
+    )
+    repeats: int = Field(1, ge=1, le=20, description="Seeds per setting (train.seed, +1, ...).")
+
+
+class ExperimentConfig(_Strict):
+    name: str = Field("", max_length=80, description="Free text label.")
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    sweep: SweepConfig | None = Field(None, description="Optional: many runs in one experiment.")
+
+    @field_validator("name")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _within_budget(self) -> ExperimentConfig:
+        info = CATALOG[self.dataset.name]
+        n_in = info.n_features + self.dataset.extra_features
+        params = self.model.n_params(n_in, info.n_classes)
+        if params > MAX_PARAMS:
+            raise limit_error(
+                "model.hidden",
+                f"model has {params:,} parameters; the limit is {MAX_PARAMS:,} (narrow the layers)",
+            )
+        if self.sweep and self.sweep.folds > 1 and self.dataset.n_train < 2 * self.sweep.folds:
+            raise limit_error("sweep.folds", "n_train must be at least twice the number of folds")
+        runs = self.n_runs
+        if runs > MAX_RUNS:
+            raise limit_error(
+                "sweep", f"sweep has {runs} runs (rates x folds x repeats); the limit is {MAX_RUNS}"
+            )
+        if runs * params > MAX_SWEEP_PARAMS:
+            raise limit_error(
+                "sweep",
+                f"sweep trains {runs} x {params:,} parameters; the limit is {MAX_SWEEP_PARAMS:,}",
+            )
+        return self
+
+    @property
+    def task(self) -> str:
+        return CATALOG[self.dataset.name].task
+
+    @property
+    def n_runs(self) -> int:
+        s = self.sweep
+        return 1 if s is None else len(s.dropout or [None]) * s.folds * s.repeats

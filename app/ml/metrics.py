@@ -1,0 +1,47 @@
+"""Metrics for K stacked models at once: loss, accuracy, macro precision/recall/F1, MSE, R².
+
+Definitions match scikit-learn's (tests compare against it): macro averages are taken over the
+classes that occur in the true or the predicted labels, and a class with no predicted (or no
+true) examples scores 0 precision (or recall), like sklearn's zero_division=0.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def member_loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    """Mean loss of each member: out (K, N, C) logits or (K, N, 1) predictions -> (K,)."""
+    k, n = out.shape[:2]
+    if task == "classification":
+        return F.cross_entropy(out.reshape(k * n, -1), y.reshape(-1), reduction="none").view(k, n).mean(1)
+    return (out[..., 0] - y).square().mean(1)
+
+
+def classification(out: torch.Tensor, y: torch.Tensor, detailed: bool) -> dict[str, torch.Tensor]:
+    """out (K, N, C) logits, y (K, N) labels -> dict of (K,) tensors."""
+    k, n, c = out.shape
+    pred = out.argmax(-1)
+    metrics = {"loss": member_loss(out, y, "classification"), "acc": (pred == y).float().mean(1)}
+    if detailed:
+        # confusion[k, true, pred], counted for all members with one bincount
+        flat = (torch.arange(k)[:, None] * c + y) * c + pred
+        confusion = torch.bincount(flat.reshape(-1), minlength=k * c * c).view(k, c, c).float()
+        tp = confusion.diagonal(dim1=1, dim2=2)
+        predicted, actual = confusion.sum(1), confusion.sum(2)
+        present = (predicted + actual) > 0
+        precision = tp / predicted.clamp_min(1)
+        recall = tp / actual.clamp_min(1)
+        f1 = 2 * tp / (predicted + actual).clamp_min(1)
+        count = present.sum(1).clamp_min(1)
+        for name, per_class in (("precision", precision), ("recall", recall), ("f1", f1)):
+            metrics[name] = (per_class * present).sum(1) / count
+    return metrics
+
+
+def regression(out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """out (K, N, 1) predictions, y (K, N) targets -> loss (MSE) and R² per member."""
+    mse = member_loss(out, y, "regression")
+    variance = (y - y.mean(1, keepdim=True)).square().mean(1)
+    return {"loss": mse, "r2": 1 - mse / variance.clamp_min(1e-12)}

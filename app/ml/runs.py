@@ -1,0 +1,60 @@
+"""Expand an experiment config into its runs: dropout rates x folds x repeats.
+
+A run is one trained model. A plain experiment has one run; a sweep has one run per
+(rate, fold, repeat). Every run knows its own seed, rates and fold, so the trainer can put any
+set of runs side by side in one batched model and each still trains exactly as if alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.ml.config import ExperimentConfig
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    index: int  # position in the experiment, 0-based
+    dropout: float | list[float]  # the rate as the user chose it (swept value or model setting)
+    layer_rates: tuple[float, ...]  # dropout rate p of each hidden layer
+    input_rate: float  # dropout rate p of the inputs
+    fold: int  # 0-based fold held out for validation; 0 when there is no cross-validation
+    repeat: int  # 0-based repeat; the run's seed is train.seed + repeat
+    seed: int
+
+
+def plan_runs(config: ExperimentConfig) -> list[RunSpec]:
+    """Every run of the experiment, in a stable order: rate, then repeat, then fold."""
+    model, sweep = config.model, config.sweep
+    rates: list[float | None] = list(sweep.dropout) if sweep and sweep.dropout else [None]
+    folds = sweep.folds if sweep else 1
+    repeats = sweep.repeats if sweep else 1
+    runs = []
+    for rate in rates:
+        for repeat in range(repeats):
+            for fold in range(folds):
+                layer_rates = model.layer_rates() if rate is None else [rate] * len(model.hidden)
+                runs.append(
+                    RunSpec(
+                        index=len(runs),
+                        dropout=model.dropout if rate is None else rate,
+                        layer_rates=tuple(layer_rates),
+                        input_rate=model.input_dropout,
+                        fold=fold,
+                        repeat=repeat,
+                        seed=config.train.seed + repeat,
+                    )
+                )
+    return runs
+
+
+def fold_indices(n: int, folds: int, seed: int) -> list[np.ndarray]:
+    """Split range(n) into `folds` disjoint parts covering it, shuffled by seed.
+
+    Parts differ in size by at most one. Every rate and repeat sees the same folds, so rates are
+    compared on identical data (a paired comparison).
+    """
+    order = np.random.default_rng(seed).permutation(n)
+    return [np.sort(part) for part in np.array_split(order, folds)]

@@ -1,0 +1,228 @@
+"""The trainer: mini-batch training of every run of an experiment, with metrics after each epoch.
+
+Runs that share a training-set size train together as one StackedMLP (a sweep is one batched
+model); each member still sees exactly its own data order, masks and initialisation. After every
+epoch the trainer measures, in eval mode (no dropout, under no_grad), the loss and accuracy (or
+R²) over the whole training set and the validation set, and reports them through `on_epoch`.
+`train_loss_dropout` is the other number: the mean mini-batch loss with dropout on, as seen by
+the optimizer during the epoch. `should_stop` is polled between steps, so a cancel takes effect
+within one step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+
+from app.ml import datasets, metrics
+from app.ml.config import ExperimentConfig
+from app.ml.model import StackedMLP
+from app.ml.optim import FusedOptimizer
+from app.ml.runs import RunSpec, fold_indices, plan_runs
+
+EpochCallback = Callable[[int, dict], None]  # (run index, epoch metrics)
+MAX_MEMBERS = 32  # runs trained side by side in one stacked model
+EVAL_FLOATS = 8_000_000  # activations held at once while evaluating (32 MB)
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    epochs: list[dict] = field(default_factory=list)
+    test: dict | None = None  # held-out test metrics after the last epoch (eval mode)
+
+
+@dataclass
+class ExperimentResult:
+    status: Literal["done", "cancelled"]
+    runs: list[RunResult]
+
+
+class Cancelled(Exception):
+    """Raised inside the step loop when should_stop() says so."""
+
+
+def epoch_fields(task: str) -> list[str]:
+    """The per-epoch metric names, in a stable order (CSV columns, charts)."""
+    if task == "classification":
+        return ["epoch", "train_loss", "train_loss_dropout", "train_acc", "val_loss", "val_acc",
+                "val_precision", "val_recall", "val_f1", "generalization_gap"]
+    return ["epoch", "train_loss", "train_loss_dropout", "train_r2", "val_loss", "val_r2",
+            "generalization_gap"]
+
+
+def train(
+    config: ExperimentConfig,
+    on_epoch: EpochCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    max_members: int = MAX_MEMBERS,
+) -> ExperimentResult:
+    """Train every run of `config`; returns all metrics (also streamed through on_epoch)."""
+    on_epoch = on_epoch or (lambda run, m: None)
+    should_stop = should_stop or (lambda: False)
+    d = config.dataset
+    data = datasets.load(d.name, d.n_train, d.noise, d.seed, d.label_noise, d.extra_features)
+    results = {spec.index: RunResult(spec) for spec in plan_runs(config)}
+    try:
+        for group in _groups(config, list(results.values()), data, max_members):
+            group.fit(config, on_epoch, should_stop)
+    except Cancelled:
+        return ExperimentResult("cancelled", list(results.values()))
+    return ExperimentResult("done", list(results.values()))
+
+
+@dataclass
+class _Data:
+    """Inputs and targets of one split for K members: x (n, D) shared, or (K, n, D) per member."""
+
+    x: torch.Tensor
+    y: torch.Tensor  # (K, n) targets
+
+    @classmethod
+    def of(cls, split: datasets.Split, k: int) -> _Data:
+        x, y = torch.from_numpy(split.x), torch.from_numpy(split.y)
+        return cls(x, y.expand(k, -1))
+
+    @property
+    def shared(self) -> bool:
+        return self.x.dim() == 2
+
+
+@dataclass
+class _Group:
+    """Runs that train side by side: same architecture, same training-set size."""
+
+    results: list[RunResult]
+    train: _Data
+    val: _Data
+    test: _Data
+    task: str
+
+    def fit(self, config: ExperimentConfig, on_epoch, should_stop) -> None:
+        cfg = config.train
+        specs = [r.spec for r in self.results]
+        k = len(specs)
+        n_out = datasets.CATALOG[config.dataset.name].n_classes
+        n_in = self.train.x.shape[-1]
+        model = StackedMLP(
+            [n_in, *config.model.hidden, n_out], config.model.activation,
+            [s.layer_rates for s in specs], [s.input_rate for s in specs], [s.seed for s in specs],
+        )
+        opt = FusedOptimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay,
+                             cfg.momentum if cfg.optimizer == "sgd" else 0.0)
+        n = self.train.y.shape[1]
+        x_flat = self.train.x if self.train.shared else self.train.x.reshape(k * n, -1)
+        y_flat = self.train.y[0] if self.train.shared else self.train.y.reshape(-1)
+        offsets = torch.zeros(k, 1, dtype=torch.long) if self.train.shared else (
+            torch.arange(k)[:, None] * n)
+        fields = epoch_fields(self.task)
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            # one permutation per member from its own generator: (K, n) rows into x_flat
+            order = torch.stack([torch.randperm(n, generator=g) for g in model.torch_gens]) + offsets
+            running = torch.zeros(k)  # sum over examples of the mini-batch loss (dropout on)
+            for start in range(0, n, cfg.batch_size):
+                if should_stop():
+                    raise Cancelled
+                idx = order[:, start:start + cfg.batch_size]
+                b = idx.shape[1]
+                xb = x_flat.index_select(0, idx.reshape(-1)).view(k, b, -1)
+                yb = y_flat.index_select(0, idx.reshape(-1)).view(k, b)
+                loss_k = metrics.member_loss(model(xb), yb, self.task)  # (K,)
+                loss = loss_k.sum()  # members share no weights: each gets its own gradient
+                if cfg.l1:
+                    loss = loss + cfg.l1 * model.l1_penalty()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                running.add_(loss_k.detach(), alpha=b)
+            rows = self._evaluate(model, running / n)
+            for result, values in zip(self.results, rows):
+                row = {"epoch": epoch, **dict(zip(fields[1:], values))}
+                result.epochs.append(row)
+                on_epoch(result.spec.index, row)
+        test = _measure(model, self.test, self.task, detailed=True)
+        names = list(test)
+        for result, values in zip(self.results, torch.stack(list(test.values()), 1).tolist()):
+            result.test = {f"test_{n}": _tidy(v) for n, v in zip(names, values)}
+
+    def _evaluate(self, model: StackedMLP, train_loss_dropout: torch.Tensor) -> list[list[float]]:
+        """Eval-mode metrics of every member, one row each in epoch_fields order (minus epoch)."""
+        tr = _measure(model, self.train, self.task, detailed=False)
+        va = _measure(model, self.val, self.task, detailed=True)
+        if self.task == "classification":
+            cols = [tr["loss"], train_loss_dropout, tr["acc"], va["loss"], va["acc"],
+                    va["precision"], va["recall"], va["f1"]]
+        else:
+            cols = [tr["loss"], train_loss_dropout, tr["r2"], va["loss"], va["r2"]]
+        cols.append(va["loss"] - tr["loss"])  # generalization gap
+        return [[_tidy(v) for v in row] for row in torch.stack(cols, 1).tolist()]
+
+
+def _measure(model: StackedMLP, data: _Data, task: str, detailed: bool) -> dict[str, torch.Tensor]:
+    """Forward pass in eval mode over a whole split (in row chunks to bound memory)."""
+    model.eval()
+    k, n = data.y.shape
+    rows = max(1, EVAL_FLOATS // (k * max(model.sizes)))
+    with torch.no_grad():
+        out = torch.cat([model(data.x[..., i:i + rows, :]) for i in range(0, n, rows)], 1)
+        if task == "classification":
+            return metrics.classification(out, data.y, detailed)
+        return metrics.regression(out, data.y)
+
+
+def _groups(config: ExperimentConfig, results: list[RunResult], data: datasets.Dataset,
+            max_members: int) -> Iterator[_Group]:
+    """Split runs into groups that can share one stacked model."""
+    folds = config.sweep.folds if config.sweep else 1
+    if folds == 1:
+        for chunk in _chunks(results, max_members):
+            k = len(chunk)
+            yield _Group(chunk, _Data.of(data.train, k), _Data.of(data.val, k),
+                         _Data.of(data.test, k), data.task)
+        return
+    parts = fold_indices(len(data.train.y), folds, config.dataset.seed)
+    by_size: dict[int, list[RunResult]] = {}
+    for r in results:
+        by_size.setdefault(len(data.train.y) - len(parts[r.spec.fold]), []).append(r)
+    for size_group in by_size.values():
+        for chunk in _chunks(size_group, max_members):
+            yield _fold_group(chunk, data, parts)
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _fold_group(chunk: list[RunResult], data: datasets.Dataset, parts: list[np.ndarray]) -> _Group:
+    """Per-member data for cross-validation: train on the other folds, validate on this one.
+
+    Each member is re-standardized with its own training rows' statistics, so the held-out fold
+    never leaks into the input scaling.
+    """
+    xs: dict[str, list] = {"train": [], "val": [], "test": []}
+    ys: dict[str, list] = {"train": [], "val": [], "test": []}
+    for r in chunk:
+        held = parts[r.spec.fold]
+        keep = np.setdiff1d(np.arange(len(data.train.y)), held)
+        xt = data.train.x[keep]
+        mean, std = xt.mean(0), xt.std(0)
+        std[std < 1e-8] = 1.0
+        for name, x, y in (("train", xt, data.train.y[keep]),
+                           ("val", data.train.x[held], data.train.y[held]),
+                           ("test", data.test.x, data.test.y)):
+            xs[name].append((x - mean) / std)
+            ys[name].append(y)
+    split = {name: _Data(torch.from_numpy(np.stack(xs[name]).astype(np.float32)),
+                         torch.from_numpy(np.stack(ys[name]))) for name in xs}
+    return _Group(chunk, split["train"], split["val"], split["test"], data.task)
+
+
+def _tidy(v: float) -> float:
+    """float32 values to 7 significant digits: all they hold, and half the JSON."""
+    return float(f"{v:.7g}")
