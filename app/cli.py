@@ -47,9 +47,11 @@ def cmd_train(path: str) -> int:
     torch.set_num_threads(1)  # small MLPs: one thread is fastest (and fair next to a server)
     bar = tqdm(total=config.n_runs * config.train.epochs, unit="epoch", file=sys.stderr)
 
-    def on_epoch(run: int, metrics: dict) -> None:
-        sys.stdout.write(json.dumps({"event": "epoch", "run": run, **metrics}) + "\n")
-        bar.update()
+    def on_epoch(rows: list[tuple[int, dict]]) -> None:
+        for run, metrics in rows:
+            sys.stdout.write(json.dumps({"event": "epoch", "run": run, **metrics}) + "\n")
+        sys.stdout.flush()
+        bar.update(len(rows))
 
     try:
         result = train(config, on_epoch=on_epoch)

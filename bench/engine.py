@@ -69,7 +69,7 @@ def plain_loop(config: ExperimentConfig) -> list[float]:
 def engine(config: ExperimentConfig) -> list[float]:
     """The engine; returns the wall time between consecutive epoch reports."""
     stamps = []
-    train(config, on_epoch=lambda run, m: stamps.append(time.perf_counter()))
+    train(config, on_epoch=lambda rows: stamps.append(time.perf_counter()))
     return [b - a for a, b in zip(stamps, stamps[1:])]
 
 
@@ -80,7 +80,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    config = ExperimentConfig.model_validate({**SETUP, "train": {**SETUP["train"], "epochs": args.epochs}})
+    setup = {**SETUP, "train": {**SETUP["train"], "epochs": args.epochs}}
+    config = ExperimentConfig.model_validate(setup)
     datasets.load("digits", 10)  # import scikit-learn before timing anything
     results: dict[str, list[float]] = {"plain": [], "engine": []}
     for _ in range(args.repeats):  # interleaved, so drift hits both alike

@@ -65,7 +65,8 @@ class DatasetConfig(_Strict):
     )
     label_noise: float = Field(
         0.0, ge=0.0, le=0.5,
-        description="Fraction of training labels flipped to a wrong class (validation stays clean).",
+        description="Fraction of training labels flipped to a wrong class "
+        "(validation stays clean).",
     )
     extra_features: int = Field(
         0, ge=0, le=100,

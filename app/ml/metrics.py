@@ -15,7 +15,8 @@ def member_loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
     """Mean loss of each member: out (K, N, C) logits or (K, N, 1) predictions -> (K,)."""
     k, n = out.shape[:2]
     if task == "classification":
-        return F.cross_entropy(out.reshape(k * n, -1), y.reshape(-1), reduction="none").view(k, n).mean(1)
+        losses = F.cross_entropy(out.reshape(k * n, -1), y.reshape(-1), reduction="none")
+        return losses.view(k, n).mean(1)
     return (out[..., 0] - y).square().mean(1)
 
 

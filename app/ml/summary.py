@@ -16,11 +16,17 @@ def primary_metric(task: str) -> str:
     return "val_acc" if task == "classification" else "val_r2"
 
 
+def _loss(epoch: dict) -> float:
+    """Validation loss for ranking; a diverged epoch (None) ranks last."""
+    v = epoch["val_loss"]
+    return math.inf if v is None else v
+
+
 def run_summary(epochs: Sequence[dict], task: str) -> dict:
     """Final epoch's metrics and the epoch with the lowest validation loss."""
     if not epochs:
         return {"epochs_trained": 0}
-    best = min(epochs, key=lambda e: e["val_loss"])
+    best = min(epochs, key=_loss)
     score = primary_metric(task)
     return {
         "epochs_trained": len(epochs),
@@ -31,8 +37,12 @@ def run_summary(epochs: Sequence[dict], task: str) -> dict:
     }
 
 
-def _mean_std(values: list[float]) -> dict:
+def _mean_std(values: list[float | None]) -> dict:
+    """Mean and sample std (n-1) over the finite values; None marks a diverged run."""
+    values = [v for v in values if v is not None]
     n = len(values)
+    if n == 0:
+        return {"mean": None, "std": None, "n": 0}
     mean = sum(values) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
     return {"mean": mean, "std": std, "n": n}
@@ -52,7 +62,7 @@ def sweep_summary(runs: Sequence[dict], task: str) -> dict:
     rates = []
     for key, group in by_rate.items():
         finals = [g["epochs"][-1] for g in group]
-        bests = [min(g["epochs"], key=lambda e: e["val_loss"]) for g in group]
+        bests = [min(g["epochs"], key=_loss) for g in group]
         rates.append({
             "dropout": json.loads(key),
             "runs": len(group),
@@ -63,7 +73,8 @@ def sweep_summary(runs: Sequence[dict], task: str) -> dict:
             f"best_{score}": _mean_std([b[score] for b in bests]),
             "best_epoch": _mean_std([float(b["epoch"]) for b in bests]),
         })
-    best = min(rates, key=lambda r: r["final_val_loss"]["mean"]) if rates else None
+    ranked = [r for r in rates if r["final_val_loss"]["mean"] is not None]
+    best = min(ranked, key=lambda r: r["final_val_loss"]["mean"]) if ranked else None
     return {"rates": rates, "best_dropout": best["dropout"] if best else None}
 
 

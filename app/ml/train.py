@@ -11,6 +11,7 @@ within one step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -24,7 +25,8 @@ from app.ml.model import StackedMLP
 from app.ml.optim import FusedOptimizer
 from app.ml.runs import RunSpec, fold_indices, plan_runs
 
-EpochCallback = Callable[[int, dict], None]  # (run index, epoch metrics)
+# Called once per epoch of a group of runs trained side by side: [(run index, metrics), ...]
+EpochCallback = Callable[[list[tuple[int, dict]]], None]
 MAX_MEMBERS = 32  # runs trained side by side in one stacked model
 EVAL_FLOATS = 8_000_000  # activations held at once while evaluating (32 MB)
 
@@ -62,7 +64,7 @@ def train(
     max_members: int = MAX_MEMBERS,
 ) -> ExperimentResult:
     """Train every run of `config`; returns all metrics (also streamed through on_epoch)."""
-    on_epoch = on_epoch or (lambda run, m: None)
+    on_epoch = on_epoch or (lambda rows: None)
     should_stop = should_stop or (lambda: False)
     d = config.dataset
     data = datasets.load(d.name, d.n_train, d.noise, d.seed, d.label_noise, d.extra_features)
@@ -123,7 +125,8 @@ class _Group:
         for epoch in range(1, cfg.epochs + 1):
             model.train()
             # one permutation per member from its own generator: (K, n) rows into x_flat
-            order = torch.stack([torch.randperm(n, generator=g) for g in model.torch_gens]) + offsets
+            perms = [torch.randperm(n, generator=g) for g in model.torch_gens]
+            order = torch.stack(perms) + offsets
             running = torch.zeros(k)  # sum over examples of the mini-batch loss (dropout on)
             for start in range(0, n, cfg.batch_size):
                 if should_stop():
@@ -140,11 +143,12 @@ class _Group:
                 loss.backward()
                 opt.step()
                 running.add_(loss_k.detach(), alpha=b)
-            rows = self._evaluate(model, running / n)
-            for result, values in zip(self.results, rows):
+            reported = []
+            for result, values in zip(self.results, self._evaluate(model, running / n)):
                 row = {"epoch": epoch, **dict(zip(fields[1:], values))}
                 result.epochs.append(row)
-                on_epoch(result.spec.index, row)
+                reported.append((result.spec.index, row))
+            on_epoch(reported)
         test = _measure(model, self.test, self.task, detailed=True)
         names = list(test)
         for result, values in zip(self.results, torch.stack(list(test.values()), 1).tolist()):
@@ -223,6 +227,7 @@ def _fold_group(chunk: list[RunResult], data: datasets.Dataset, parts: list[np.n
     return _Group(chunk, split["train"], split["val"], split["test"], data.task)
 
 
-def _tidy(v: float) -> float:
-    """float32 values to 7 significant digits: all they hold, and half the JSON."""
-    return float(f"{v:.7g}")
+def _tidy(v: float) -> float | None:
+    """float32 values to 7 significant digits (all they hold, and half the JSON); a diverged
+    (inf or NaN) value becomes None, which JSON can carry."""
+    return float(f"{v:.7g}") if math.isfinite(v) else None

@@ -1,0 +1,56 @@
+"""Server settings: one declarative table, each with a default and help text.
+
+Built once in `create_app(settings)` (never at import time), so a test can make ten differently
+configured apps. Every field can be set from the environment with the prefix `DP_`
+(e.g. `DP_WORKERS=1`); the README's settings table is generated from these descriptions and a
+test fails if they drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DP_", extra="forbid")
+
+    data_dir: Path = Field(Path("./data"), description="Folder for the SQLite database and state.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: SQLite file playground.db in data_dir."
+    )
+    workers: int = Field(
+        default_factory=lambda: max(1, min(2, _cores())), ge=1, le=64,
+        description="Training worker processes (kept warm: torch is imported once).",
+    )
+    threads_per_worker: int | None = Field(
+        None, ge=1, le=64,
+        description="torch threads per worker; default cores // workers, so workers x threads "
+        "never exceeds the cores (oversubscription ran ~30x slower).",
+    )
+    max_queued: int = Field(
+        32, ge=1, le=10_000,
+        description="Experiments waiting for a worker, in total; above it the API answers 429.",
+    )
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest request body accepted (bytes); above it 413."
+    )
+    sse_ping_seconds: float = Field(
+        15.0, gt=0, description="Keep-alive comment interval on event streams (seconds)."
+    )
+    recent_limit: int = Field(12, ge=1, le=100, description="Experiments in the recent list.")
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'playground.db'}"
+
+    @property
+    def torch_threads(self) -> int:
+        return self.threads_per_worker or max(1, _cores() // self.workers)

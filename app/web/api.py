@@ -1,0 +1,70 @@
+"""The JSON API of CONTRACT.md: create, read, cancel and export experiments."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
+
+from app.ml.config import ExperimentConfig
+from app.store import FINAL_STATUSES
+from app.web import experiments
+from app.web.deps import ClientDep, ExecutorDep, ExperimentDep, StoreDep
+from app.web.errors import Conflict, NotFound
+
+router = APIRouter(prefix="/api/experiments", tags=["experiments"])
+
+
+@router.post("", status_code=201)
+def create_experiment(config: ExperimentConfig, store: StoreDep, executor: ExecutorDep,
+                      client: ClientDep) -> dict:
+    """Start an experiment (one run, or a sweep); its page and stream are in the answer."""
+    exp_id = experiments.start(config, store, executor, client)
+    return {"id": exp_id, "url": f"/e/{exp_id}", "status": "queued",
+            "events": f"/api/experiments/{exp_id}/events",
+            "queue_position": executor.queue_position(exp_id)}
+
+
+@router.get("/{exp_id}")
+def get_experiment(row: ExperimentDep, store: StoreDep, executor: ExecutorDep) -> dict:
+    """An experiment: status, config, every run's epochs so far, and the summary when done."""
+    return experiments.experiment_json(row, store, executor)
+
+
+@router.post("/{exp_id}/cancel")
+def cancel_experiment(row: ExperimentDep, store: StoreDep, executor: ExecutorDep) -> dict:
+    """Stop a queued or running experiment; epochs already trained are kept."""
+    if row.status in FINAL_STATUSES:
+        raise Conflict(f"experiment {row.id} has already ended ({row.status})")
+    executor.cancel(row.id)
+    now = store.get(row.id)
+    return {"id": row.id, "status": now.status if now else row.status, "cancel_requested": True}
+
+
+@router.get("/{exp_id}/config.json")
+def export_config(row: ExperimentDep) -> Response:
+    """The experiment's config, ready to post again or to run with `python -m app train`."""
+    return Response(row.config, media_type="application/json", headers=_download(row, "json"))
+
+
+@router.get("/{exp_id}/metrics.csv")
+def export_metrics(row: ExperimentDep, store: StoreDep) -> Response:
+    """A row per run per epoch, with a header row naming the columns."""
+    return PlainTextResponse(experiments.metrics_csv(row, store), media_type="text/csv",
+                             headers=_download(row, "csv"))
+
+
+@router.get("/{exp_id}/script.py")
+def export_script(row: ExperimentDep, run: int = 0) -> Response:
+    """A standalone PyTorch script (torch, NumPy, scikit-learn) that reproduces run `run`."""
+    from app.ml.export import script_for
+
+    config = experiments.config_of(row)
+    if not 0 <= run < row.n_runs:
+        raise NotFound(f"run must be between 0 and {row.n_runs - 1}")
+    return PlainTextResponse(script_for(config, run), media_type="text/x-python",
+                             headers=_download(row, "py"))
+
+
+def _download(row, ext: str) -> dict[str, str]:
+    name = {"json": "config", "csv": "metrics", "py": "script"}[ext]
+    return {"Content-Disposition": f'attachment; filename="{name}-{row.id[:8]}.{ext}"'}

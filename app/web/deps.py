@@ -1,0 +1,65 @@
+"""Dependencies as `Annotated` aliases, so handler signatures read like prose.
+
+Everything comes from `app.state`, set up by `create_app(settings)`: nothing global.
+A browser is known by an anonymous random client id in a cookie (no accounts): it owns the
+experiments it started (recent list, rename) and is the unit of per-client limits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.events import Broker
+from app.jobs import LocalExecutor
+from app.settings import Settings
+from app.store import ExperimentRow, Store
+from app.web.errors import NotFound
+
+CLIENT_COOKIE = "dp_client"
+
+
+def get_store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def get_executor(request: Request) -> LocalExecutor:
+    return request.app.state.executor
+
+
+def get_broker(request: Request) -> Broker:
+    return request.app.state.broker
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_client(request: Request) -> str:
+    """The hashed client id (the cookie itself is never stored)."""
+    raw = request.cookies.get(CLIENT_COOKIE) or request.state.new_client
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def new_client_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+ExecutorDep = Annotated[LocalExecutor, Depends(get_executor)]
+BrokerDep = Annotated[Broker, Depends(get_broker)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ClientDep = Annotated[str, Depends(get_client)]
+
+
+def get_experiment(exp_id: str, store: StoreDep) -> ExperimentRow:
+    row = store.get(exp_id) if len(exp_id) <= 32 else None
+    if row is None:
+        raise NotFound(f"no experiment with id {exp_id!r}")
+    return row
+
+
+ExperimentDep = Annotated[ExperimentRow, Depends(get_experiment)]

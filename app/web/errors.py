@@ -1,0 +1,71 @@
+"""Typed errors carrying their HTTP status, and the one handler that renders them.
+
+Handlers raise `AppError` subclasses; the handler answers JSON for the API and a small HTML page
+for browsers (or an htmx fragment). Validation errors of the JSON API become 422 with one entry
+per problem: `{"loc": [...], "field": "model.dropout", "msg": "..."}`.
+"""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from markupsafe import escape
+
+
+class AppError(Exception):
+    status = 400
+    headers: dict[str, str] = {}
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class NotFound(AppError):
+    status = 404
+
+
+class Conflict(AppError):
+    status = 409
+
+
+class Forbidden(AppError):
+    status = 403
+
+
+class TooBusy(AppError):
+    status = 429
+
+
+class TooLarge(AppError):
+    status = 413
+
+
+def wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or "application/json" in request.headers.get(
+        "accept", ""
+    )
+
+
+async def app_error_handler(request: Request, exc: AppError) -> Response:
+    if wants_json(request):
+        return JSONResponse({"detail": exc.message}, exc.status, headers=exc.headers)
+    body = f"<!doctype html><title>{exc.status}</title><p class='error'>{escape(exc.message)}</p>"
+    return HTMLResponse(body, exc.status, headers=exc.headers)
+
+
+def field_errors(errors: list[dict]) -> list[dict]:
+    """FastAPI/pydantic errors -> [{"loc", "field", "msg"}] with the body prefix dropped."""
+    out = []
+    for e in errors:
+        loc = [p for p in e.get("loc", ()) if p != "body"]
+        parts = [str(p) for p in loc if not str(p).startswith(("constrained-", "list["))]
+        field = (e.get("ctx") or {}).get("field") or ".".join(parts) or "body"
+        out.append({"loc": loc, "field": field, "msg": e.get("msg", "invalid value")})
+    return out
+
+
+async def validation_error_handler(request: Request, exc: RequestValidationError) -> Response:
+    return JSONResponse({"detail": field_errors(list(exc.errors()))}, 422)

@@ -1,0 +1,87 @@
+"""What the API and the pages share: starting an experiment and its JSON representation."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from app.jobs import LocalExecutor, QueueFull
+from app.ml.config import ExperimentConfig
+from app.ml.runs import plan_runs
+from app.ml.train import epoch_fields
+from app.store import ExperimentRow, Store
+from app.web.errors import TooBusy
+
+RETRY_AFTER_SECONDS = 10
+
+
+def start(config: ExperimentConfig, store: Store, executor: LocalExecutor, owner: str) -> str:
+    """Store a validated config as a queued experiment and hand it to the executor."""
+    if executor.queue_length() >= executor.max_queued:  # cheap check before writing anything
+        raise _busy(executor)
+    exp_id = store.create(config.model_dump(mode="json"), config.n_runs,
+                          config.n_runs * config.train.epochs, owner)
+    try:
+        executor.submit(exp_id)
+    except QueueFull:
+        store.transition(exp_id, "failed", {"error": "queue full"}, error="queue full")
+        raise _busy(executor) from None
+    return exp_id
+
+
+def _busy(executor: LocalExecutor) -> TooBusy:
+    return TooBusy(
+        f"the server is busy: {executor.queue_length()} experiments are waiting "
+        f"(limit {executor.max_queued}); try again in a few seconds",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def config_of(row: ExperimentRow) -> ExperimentConfig:
+    return ExperimentConfig.model_validate_json(row.config)
+
+
+def runs_json(row: ExperimentRow, store: Store) -> list[dict]:
+    """CONTRACT runs: index, dropout, fold, repeat and every stored epoch."""
+    epochs = store.epochs_by_run(row.id, row.n_runs)
+    return [
+        {"index": s.index, "dropout": s.dropout, "fold": s.fold, "repeat": s.repeat,
+         "seed": s.seed, "epochs": epochs[s.index]}
+        for s in plan_runs(config_of(row))
+    ]
+
+
+def experiment_json(row: ExperimentRow, store: Store,
+                    executor: LocalExecutor | None = None) -> dict:
+    out = {
+        "id": row.id,
+        "url": f"/e/{row.id}",
+        "name": row.name,
+        "status": row.status,
+        "config": json.loads(row.config),
+        "task": config_of(row).task,
+        "created_at": row.created_at,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+        "progress": {"epochs_done": row.epochs_done, "epochs_total": row.total_epochs},
+        "error": row.error,
+        "runs": runs_json(row, store),
+        "summary": json.loads(row.summary) if row.summary else {},
+    }
+    if executor is not None and row.status == "queued":
+        out["queue_position"] = executor.queue_position(row.id)
+    return out
+
+
+def metrics_csv(row: ExperimentRow, store: Store) -> str:
+    """A row per run per epoch; run columns first, then the task's epoch metrics."""
+    fields = epoch_fields(config_of(row).task)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["run", "dropout", "fold", "repeat", *fields])
+    for run in runs_json(row, store):
+        for e in run["epochs"]:
+            writer.writerow([run["index"], json.dumps(run["dropout"]), run["fold"], run["repeat"],
+                             *("" if e.get(f) is None else e[f] for f in fields)])
+    return buf.getvalue()

@@ -1,0 +1,89 @@
+"""The FastAPI application: `create_app(settings)` wires store, broker, executor and routes.
+
+Nothing is built at import time. The lifespan starts the worker pool (processes importing
+torch, ~2 s, in the background: the server answers at once, experiments wait in the queue) and
+stops it on shutdown. Front-end libraries are served from installed packages, never a CDN:
+Plotly's bundle from the plotly Python package, htmx from node_modules (npm).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import plotly
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from app.events import Broker
+from app.jobs import LocalExecutor
+from app.settings import Settings
+from app.store import Store
+from app.web import api, pages, stream
+from app.web.errors import AppError, app_error_handler, validation_error_handler
+from app.web.middleware import BodyLimit, ClientCookie, SecurityHeaders
+
+ROOT = Path(__file__).resolve().parents[2]
+VENDOR = {
+    "plotly.min.js": Path(plotly.__file__).parent / "package_data" / "plotly.min.js",
+    "htmx.min.js": ROOT / "node_modules" / "htmx.org" / "dist" / "htmx.min.js",
+}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        loop = asyncio.get_running_loop()
+        store = Store(settings.db_url)
+        broker = Broker()
+
+        def publish(topic, events) -> None:  # called from the dispatcher thread
+            if events:
+                loop.call_soon_threadsafe(broker.publish, topic, events)
+
+        executor = LocalExecutor(store, publish, settings.workers, settings.torch_threads,
+                                 settings.max_queued)
+        executor.start()
+        app.state.store, app.state.broker, app.state.executor = store, broker, executor
+        try:
+            yield
+        finally:
+            broker.closing.set()
+            await asyncio.to_thread(executor.stop)
+            store.close()
+
+    app = FastAPI(title="Dropout Playground", version="0.1.0", lifespan=lifespan,
+                  description="Train small networks with dropout and watch them learn.")
+    app.state.settings = settings
+    app.state.templates = pages.make_templates()
+    app.add_exception_handler(AppError, app_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.include_router(api.router)
+    app.include_router(stream.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+
+    @app.get("/vendor/{name}", include_in_schema=False)
+    def vendor(name: str) -> FileResponse:
+        """Front-end libraries from installed packages (see module docstring)."""
+        path = VENDOR.get(name)
+        if path is None or not path.exists():
+            from app.web.errors import NotFound
+
+            raise NotFound(f"{name} is not installed (run `make setup`)")
+        return FileResponse(path, media_type="text/javascript",
+                            headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict:
+        return {"ok": True}
+
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(ClientCookie)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

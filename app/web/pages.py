@@ -1,0 +1,134 @@
+"""HTML pages and htmx fragments: the playground, an experiment's share page, the recent list.
+
+One helper (`render`) decides fragment versus full page: an htmx request for a page gets the
+fragment, anything else the whole page, so every URL also works without JavaScript. Fragments
+live in templates/partials/ and are named after the element id they replace.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from app.ml.datasets import CATALOG
+from app.ml.runs import plan_runs
+from app.ml.train import epoch_fields
+from app.store import ExperimentRow, Store
+from app.web import experiments, forms
+from app.web.deps import ClientDep, ExecutorDep, ExperimentDep, SettingsDep, StoreDep
+from app.web.errors import TooBusy
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+router = APIRouter(include_in_schema=False)
+
+
+def make_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(TEMPLATES))
+    templates.env.filters["tojson_attr"] = lambda v: json.dumps(v, separators=(",", ":"))
+    templates.env.globals["fmt"] = _fmt
+    return templates
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:.3e}"
+    return str(v)
+
+
+def render(request: Request, template: str, context: dict, status: int = 200,
+           headers: dict | None = None) -> HTMLResponse:
+    return request.app.state.templates.TemplateResponse(
+        request, template, context, status_code=status, headers=headers
+    )
+
+
+def run_context(row: ExperimentRow, store: Store) -> dict:
+    """What partials/run.html needs: ids, the runs' labels, and where to stream from."""
+    config = experiments.config_of(row)
+    runs = [{"index": s.index, "dropout": s.dropout, "fold": s.fold, "repeat": s.repeat}
+            for s in plan_runs(config)]
+    return {"exp": row, "config": config, "task": config.task, "runs": runs,
+            "fields": epoch_fields(config.task), "query": forms.config_to_query(config)}
+
+
+@router.get("/", response_class=HTMLResponse)
+def playground(request: Request, settings: SettingsDep):
+    """The playground; its controls take the config from the query string."""
+    params = dict(request.query_params)
+    errors: dict[str, str] = {}
+    if params:
+        _, errors = forms.validate(params)
+    return render(request, "playground.html", {
+        "sections": forms.filled_sections(params, errors),
+        "form_errors": forms.unplaced_errors(errors),
+        "catalog": CATALOG,
+    })
+
+
+@router.post("/play", response_class=HTMLResponse)
+async def play(request: Request, store: StoreDep, executor: ExecutorDep, client: ClientDep):
+    """The form's Train button: start the experiment, answer the live run panel."""
+    params = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    config, errors = forms.validate(params)
+    if config is None:
+        return render(request, "partials/controls.html", {
+            "sections": forms.filled_sections(params, errors),
+            "form_errors": forms.unplaced_errors(errors),
+        }, status=422, headers={"HX-Retarget": "#controls", "HX-Reswap": "outerHTML"})
+    try:
+        exp_id = experiments.start(config, store, executor, client)
+    except TooBusy as e:
+        return render(request, "partials/run.html", {"busy": e.message}, status=429,
+                      headers=e.headers)
+    row = store.get(exp_id)
+    query = forms.config_to_query(config)
+    headers = {"HX-Trigger": "dp:started", "HX-Replace-Url": f"/?{query}" if query else "/"}
+    if not request.headers.get("HX-Request"):
+        return RedirectResponse(f"/e/{exp_id}", status_code=303)
+    return render(request, "partials/run.html", run_context(row, store), headers=headers)
+
+
+@router.get("/e/{exp_id}.json")
+def experiment_twin(row: ExperimentDep, store: StoreDep, executor: ExecutorDep) -> JSONResponse:
+    """The share page's JSON twin (same as GET /api/experiments/<id>)."""
+    return JSONResponse(experiments.experiment_json(row, store, executor))
+
+
+@router.get("/e/{exp_id}", response_class=HTMLResponse)
+def experiment_page(request: Request, row: ExperimentDep, store: StoreDep):
+    """An experiment's permanent page: config, curves (live or complete), summary, actions."""
+    return render(request, "experiment.html", {**run_context(row, store), **_summary(row)})
+
+
+@router.get("/e/{exp_id}/summary", response_class=HTMLResponse)
+def experiment_summary(request: Request, row: ExperimentDep, store: StoreDep):
+    """The final metrics table, drawn from what is stored."""
+    return render(request, "partials/summary.html", {**run_context(row, store), **_summary(row)})
+
+
+def _summary(row: ExperimentRow) -> dict:
+    return {"summary": json.loads(row.summary) if row.summary else None}
+
+
+@router.get("/partials/recent", response_class=HTMLResponse)
+def recent(request: Request, store: StoreDep, client: ClientDep, settings: SettingsDep):
+    """The experiments this browser started, newest first."""
+    rows = store.recent(client, settings.recent_limit)
+    items = []
+    for row in rows:
+        config = experiments.config_of(row)
+        items.append({"row": row, "config": config,
+                      "summary": json.loads(row.summary) if row.summary else None})
+    return render(request, "partials/recent.html", {"items": items})
+
+
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    return RedirectResponse("/static/favicon.svg")

@@ -1,0 +1,49 @@
+"""The training worker process: imports torch once, then trains experiments it is sent.
+
+Runs in a child process (spawned, never forked from the server). It talks to the executor over
+one Pipe:
+    parent -> worker: ("train", exp_id, config_json) | None (exit)
+    worker -> parent: ("ready",) | ("epochs", exp_id, [(run, metrics), ...])
+                      | ("finished", exp_id, status, summary) | ("error", exp_id, message)
+Epochs are sent in batches: everything reported during one epoch of the (possibly batched)
+model goes in one message, so the parent writes it in one transaction. A cancel is a shared
+byte the parent sets; the trainer polls it between steps.
+"""
+
+from __future__ import annotations
+
+import traceback
+from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import Synchronized
+
+WARMUP = {"dataset": {"name": "moons", "n_train": 64}, "model": {"hidden": [32]},
+          "train": {"epochs": 2, "batch_size": 32}}
+
+
+def worker_main(conn: Connection, cancel: Synchronized, threads: int) -> None:
+    import torch
+
+    from app.ml.config import ExperimentConfig
+    from app.ml.summary import summarize
+    from app.ml.train import train
+
+    torch.set_num_threads(threads)  # workers x threads <= cores: oversubscription is ~30x slower
+    train(ExperimentConfig.model_validate(WARMUP))  # first epoch is slow; pay it before any user
+    conn.send(("ready",))
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        _, exp_id, config_json = msg
+        try:
+            config = ExperimentConfig.model_validate_json(config_json)
+            result = train(
+                config,
+                on_epoch=lambda rows, _exp=exp_id: conn.send(("epochs", _exp, rows)),
+                should_stop=lambda: bool(cancel.value),
+            )
+            runs = [{"index": r.spec.index, "dropout": r.spec.dropout, "epochs": r.epochs,
+                     "test": r.test} for r in result.runs]
+            conn.send(("finished", exp_id, result.status, summarize(runs, config.task)))
+        except Exception:  # report, stay alive for the next experiment
+            conn.send(("error", exp_id, traceback.format_exc(limit=5)))
