@@ -25,15 +25,16 @@ node_modules/.package-lock.json: package.json package-lock.json
 serve: setup
 	$(BIN)/python -m app serve --host $(HOST) --port $(PORT) --data-dir $(DATA)
 
-test: setup
-	$(BIN)/ruff check app tests bench
+test: lint
 	$(BIN)/python -m pytest -q
 
 lint: setup
 	$(BIN)/ruff check app tests bench
+	$(BIN)/hadolint Dockerfile
 
 bench: setup
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/server.py
 
 clean:
 	rm -rf $(VENV) node_modules

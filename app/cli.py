@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -31,7 +32,7 @@ def cmd_train(path: str) -> int:
     except OSError as e:
         print(f"error: cannot read {path}: {e.strerror}", file=sys.stderr)
         return 2
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:  # not JSON text at all
         print(f"error: {path} is not valid JSON: {e}", file=sys.stderr)
         return 2
     except ValidationError as e:
@@ -48,8 +49,10 @@ def cmd_train(path: str) -> int:
     bar = tqdm(total=config.n_runs * config.train.epochs, unit="epoch", file=sys.stderr)
 
     def on_epoch(rows: list[tuple[int, dict]]) -> None:
+        ended_at = round(time.time(), 4)  # as in the server's epoch events
         for run, metrics in rows:
-            sys.stdout.write(json.dumps({"event": "epoch", "run": run, **metrics}) + "\n")
+            line = {"event": "epoch", "run": run, **metrics, "ended_at": ended_at}
+            sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
         bar.update(len(rows))
 

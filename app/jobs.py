@@ -99,6 +99,10 @@ class LocalExecutor:
             self._queue.append(exp_id)
         self._wake()
 
+    def ready_workers(self) -> int:
+        """Workers that finished importing torch and warming up."""
+        return sum(1 for w in self._pool if w.ready)
+
     def queue_length(self) -> int:
         return len(self._queue)
 

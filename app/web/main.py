@@ -81,7 +81,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:
-        return {"ok": True}
+        """Liveness, and how many training workers are warm (for deploys and benchmarks)."""
+        executor = app.state.executor
+        return {"ok": True, "workers": executor.workers, "workers_ready": executor.ready_workers(),
+                "queued": executor.queue_length()}
 
     app.add_middleware(SecurityHeaders)
     app.add_middleware(ClientCookie)

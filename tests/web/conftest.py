@@ -1,0 +1,160 @@
+"""Fixtures for the web layer: an in-process app, a real uvicorn server, a real Chromium.
+
+- `client`: FastAPI TestClient around create_app(settings) with its lifespan (so the worker
+  pool really starts: one warm worker process). Module-scoped: starting torch costs ~2 s.
+- `live_server`: `python -m app serve` in a subprocess on a free port with its own data dir,
+  for end-to-end tests over real HTTP/SSE and for the browser tests. Session-scoped.
+- `browser`: Debian's Chromium driven by Playwright. Skipped when /usr/bin/chromium is missing,
+  unless REQUIRE_BROWSER=1 (CI sets it), in which case it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from app.settings import Settings
+from app.web.main import create_app
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05):
+    """Poll predicate() until it returns something truthy; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def finished(client, exp_id: str, timeout: float = 60.0) -> dict:
+    """Poll the API until the experiment reaches a final status; returns its JSON."""
+    def check():
+        body = client.get(f"/api/experiments/{exp_id}").json()
+        return body if body["status"] in ("done", "failed", "cancelled") else None
+    return wait_until(check, timeout)
+
+
+def parse_sse(text: str) -> list[dict]:
+    """Parse a text/event-stream body into [{"id", "event", "data"}] (comments skipped)."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        event: dict = {}
+        for line in block.split("\n"):
+            if not line or line.startswith(":"):
+                continue
+            key, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if key == "data":
+                event["data"] = event.get("data", "") + value
+            else:
+                event[key] = value
+        if "event" in event or "data" in event:
+            if "data" in event:
+                event["data"] = json.loads(event["data"])
+            events.append(event)
+    return events
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory) -> Iterator[TestClient]:
+    data = tmp_path_factory.mktemp("data")
+    settings = Settings(data_dir=data, workers=1, threads_per_worker=1, max_queued=4)
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, data_dir: Path, **env: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
+        self.log = data_dir / "server.log"
+        self.env = {**os.environ, "DP_WORKERS": "2", "DP_THREADS_PER_WORKER": "1", **env}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> LiveServer:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--port", str(self.port),
+             "--data-dir", str(self.data_dir)],
+            cwd=ROOT, env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+        )
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited: {self.log.read_text()[-2000:]}")
+            try:
+                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+        wait_until(up, 30)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory) -> Iterator[LiveServer]:
+    server = LiveServer(tmp_path_factory.mktemp("live")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--no-first-run", "--disable-sync"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context (own cookies) and page; console errors fail the test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.errors = errors
+    yield page
+    context.close()
+    assert not [e for e in errors if "422" not in e and "429" not in e], errors
