@@ -62,10 +62,8 @@ def cmd_train(path: str) -> int:
         bar.close()
         return 130
     bar.close()
-    runs = [{"index": r.spec.index, "dropout": r.spec.dropout, "epochs": r.epochs, "test": r.test}
-            for r in result.runs]
     print(json.dumps({"event": "done", "status": result.status,
-                      "summary": summarize(runs, config.task)}))
+                      "summary": summarize(result.run_dicts(), config.task)}))
     return 0
 
 

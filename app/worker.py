@@ -48,8 +48,7 @@ def worker_main(conn: Connection, cancel: Synchronized, threads: int) -> None:
                 conn.send(("epochs", _exp, [(run, {**m, "ended_at": ended_at}) for run, m in rows]))
 
             result = train(config, on_epoch=on_epoch, should_stop=lambda: bool(cancel.value))
-            runs = [{"index": r.spec.index, "dropout": r.spec.dropout, "epochs": r.epochs,
-                     "test": r.test} for r in result.runs]
-            conn.send(("finished", exp_id, result.status, summarize(runs, config.task)))
+            summary = summarize(result.run_dicts(), config.task)
+            conn.send(("finished", exp_id, result.status, summary))
         except Exception:  # report, stay alive for the next experiment
             conn.send(("error", exp_id, traceback.format_exc(limit=5)))

@@ -1,61 +1,37 @@
 // Dropout Playground front end: live charts fed by Server-Sent Events, and URL <-> controls.
 //
-// A run panel (<section id="run" data-exp=...>, templates/partials/run.html) draws three Plotly
-// charts (loss, accuracy or R², generalization gap) and follows /api/experiments/<id>/events.
-// The stream replays stored epochs first, then live ones, so the same code draws a share link
-// opened tomorrow and a run that is training now. The browser's EventSource reconnects by
-// itself with Last-Event-ID; the server resumes after it with no gap and no duplicate.
+// A run panel (<section id="run" data-exp=...>, templates/partials/run.html) draws Plotly
+// charts (loss, accuracy or R², generalization gap, and for sweeps the validation metric against
+// the dropout rate) and follows /api/experiments/<id>/events. The stream replays stored epochs
+// first, then live ones, so the same code draws a share link opened tomorrow and a run that is
+// training now. The browser's EventSource reconnects by itself with Last-Event-ID; the server
+// resumes after it with no gap and no duplicate.
 (function () {
   "use strict";
 
-  // Okabe-Ito, colour-blind safe. Train is always blue, validation always vermillion.
+  // Okabe-Ito, colour-blind safe. A single run: train is always blue, validation vermillion.
   const C = { train: "#0072B2", val: "#D55E00", dropout: "#56B4E9", gap: "#009E73" };
-  const RUN_COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9",
-                      "#F0E442", "#000000"];
+  const SETTING_COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9",
+                          "#000000", "#8C7A00"];
+  const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
   const FLUSH_MS = 120; // batch redraws: at most ~8 per second however fast epochs arrive
 
-  // The fields each chart draws: [metric, legend label, colour, line dash].
+  // ---- what each chart shows -------------------------------------------------------------
+
+  // [metric, legend label, colour, dash] per chart, for a single run.
   function chartSpecs(task) {
     const score = task === "classification" ? ["train_acc", "val_acc"] : ["train_r2", "val_r2"];
     return {
-      loss: { fields: [["train_loss", "train (eval mode)", C.train, "solid"],
+      loss: { train: "train_loss", val: "val_loss",
+              fields: [["train_loss", "train (eval mode)", C.train, "solid"],
                        ["val_loss", "validation", C.val, "solid"],
                        ["train_loss_dropout", "train mini-batch, dropout on", C.dropout, "dot"]] },
-      score: { fields: [[score[0], "train (eval mode)", C.train, "solid"],
+      score: { train: score[0], val: score[1],
+               fields: [[score[0], "train (eval mode)", C.train, "solid"],
                         [score[1], "validation", C.val, "solid"]] },
-      gap: { fields: [["generalization_gap", "val − train loss", C.gap, "solid"]] },
+      gap: { train: null, val: "generalization_gap",
+             fields: [["generalization_gap", "val − train loss", C.gap, "solid"]] },
     };
-  }
-
-  function rateLabel(run) {
-    const p = Array.isArray(run.dropout) ? run.dropout.join("/") : run.dropout;
-    return "p=" + p;
-  }
-
-  // Traces for one chart: one per field for a single run; for many runs, one per (run, field)
-  // with train dashed and validation solid, coloured by dropout rate.
-  function makeTraces(spec, runs) {
-    const traces = [], index = {};
-    const rates = [...new Set(runs.map((r) => JSON.stringify(r.dropout)))];
-    const many = runs.length > 1;
-    runs.forEach((run) => {
-      spec.fields.forEach(([field, label, color, dash]) => {
-        if (many && field === "train_loss_dropout") return; // too busy for a sweep
-        const rateIdx = rates.indexOf(JSON.stringify(run.dropout));
-        index[run.index + ":" + field] = traces.length;
-        traces.push({
-          x: [], y: [], mode: "lines", type: "scatter",
-          name: many ? `${rateLabel(run)} ${label}` : label,
-          legendgroup: many ? rateLabel(run) : field,
-          showlegend: !many || (run.fold === 0 && run.repeat === 0),
-          line: { color: many ? RUN_COLORS[rateIdx % RUN_COLORS.length] : color,
-                  dash: many ? (field.startsWith("train") ? "dash" : "solid") : dash, width: 2 },
-          hovertemplate: `${many ? rateLabel(run) + " run " + run.index + " " : ""}${label}` +
-                         "<br>epoch %{x}: %{y:.4g}<extra></extra>",
-        });
-      });
-    });
-    return { traces, index };
   }
 
   function layout(epochs) {
@@ -63,53 +39,275 @@
       margin: { l: 50, r: 10, t: 10, b: 70 }, height: 250,
       xaxis: { title: { text: "epoch", standoff: 4 }, range: [0, epochs + 1] },
       legend: { orientation: "h", y: -0.38, x: 0 }, font: { size: 13 },
-      paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
+      paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", hovermode: "closest",
     };
   }
+
+  // ---- settings of a sweep: runs that differ only by fold or seed ---------------------------
+
+  function settingsOf(runs) {
+    const decays = new Set(runs.map((r) => r.weight_decay));
+    const keys = [], byKey = {};
+    for (const run of runs) {
+      const key = JSON.stringify([run.dropout, run.weight_decay]);
+      if (!byKey[key]) {
+        const p = Array.isArray(run.dropout) ? run.dropout.join("/") : run.dropout;
+        byKey[key] = { key, dropout: run.dropout, weight_decay: run.weight_decay, runs: [],
+                       label: "p=" + p + (decays.size > 1 ? `, L2=${run.weight_decay}` : "") };
+        keys.push(key);
+      }
+      byKey[key].runs.push(run.index);
+      run.setting = key;
+    }
+    keys.forEach((k, i) => { byKey[k].color = colorAt(i, keys.length); });
+    return keys.map((k) => byKey[k]);
+  }
+
+  function colorAt(i, n) {
+    if (n <= SETTING_COLORS.length) return SETTING_COLORS[i];
+    const t = (i / (n - 1)) * (VIRIDIS.length - 1), lo = Math.floor(t), f = t - lo;
+    const hi = Math.min(lo + 1, VIRIDIS.length - 1);
+    const c = VIRIDIS[lo].map((v, j) => Math.round(v + f * (VIRIDIS[hi][j] - v)));
+    return `rgb(${c.join(",")})`;
+  }
+
+  function meanStd(values) {
+    const n = values.length, mean = values.reduce((a, b) => a + b, 0) / n;
+    const sd = n > 1 ? Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (n - 1)) : 0;
+    return [mean, sd];
+  }
+
+  // ---- one chart of curves ------------------------------------------------------------------
+  // A single run: one trace per field, extended as epochs arrive. Many runs: a thin trace per
+  // run (validation), and per setting a thick mean curve (validation solid, train dashed) with
+  // a ±1 std band, recomputed at each redraw.
+
+  class CurveChart {
+    constructor(el, spec, runs, settings, epochs) {
+      this.el = el; this.spec = spec; this.many = runs.length > 1;
+      this.traces = []; this.perRun = {}; this.group = {};
+      if (!this.many) {
+        for (const [field, label, color, dash] of spec.fields) {
+          this.perRun["0:" + field] = this.add({ name: label, line: { color, dash, width: 2 },
+            hovertemplate: `${label}<br>epoch %{x}: %{y:.4g}<extra></extra>` });
+        }
+      } else {
+        for (const run of runs) {
+          const s = settings.find((x) => x.key === run.setting);
+          this.perRun[run.index + ":" + spec.val] = this.add({
+            name: `run ${run.index}`, showlegend: false, legendgroup: s.key, opacity: 0.35,
+            line: { color: s.color, width: 1 }, meta: { setting: s.key, run: true },
+            hovertemplate: `${s.label}, run ${run.index} (fold ${run.fold}, seed +${run.repeat})` +
+                           "<br>epoch %{x}: %{y:.4g}<extra></extra>" });
+        }
+        for (const s of settings) {
+          const band = s.runs.length > 1;
+          const g = {};
+          if (band) {
+            g.lo = this.add({ showlegend: false, legendgroup: s.key, hoverinfo: "skip",
+                              line: { width: 0 }, meta: { setting: s.key } });
+            g.hi = this.add({ showlegend: false, legendgroup: s.key, hoverinfo: "skip",
+                              line: { width: 0 }, fill: "tonexty", fillcolor: fade(s.color),
+                              meta: { setting: s.key } });
+          }
+          g.val = this.add({ name: s.label, legendgroup: s.key, meta: { setting: s.key },
+                             line: { color: s.color, width: 3 },
+                             hovertemplate: `${s.label} mean<br>epoch %{x}: %{y:.4g}<extra></extra>` });
+          if (spec.train) {
+            g.train = this.add({ name: `${s.label} train`, showlegend: false, legendgroup: s.key,
+                                 meta: { setting: s.key }, line: { color: s.color, width: 2, dash: "dash" },
+                                 hovertemplate: `${s.label} train mean<br>epoch %{x}: %{y:.4g}<extra></extra>` });
+          }
+          this.group[s.key] = { ...g, setting: s };
+        }
+      }
+      this.pending = this.traces.map(() => ({ x: [], y: [] }));
+      Plotly.newPlot(el, this.traces, layout(epochs), { responsive: true, displaylogo: false });
+    }
+
+    add(trace) {
+      this.traces.push({ x: [], y: [], mode: "lines", type: "scatter", ...trace });
+      return this.traces.length - 1;
+    }
+
+    push(run, m) {
+      for (const [field] of this.spec.fields) {
+        const i = this.perRun[run + ":" + field];
+        if (i === undefined) continue;
+        this.pending[i].x.push(m.epoch);
+        this.pending[i].y.push(m[field]);
+      }
+    }
+
+    flush(series, dirty) {
+      const idx = [], xs = [], ys = [];
+      this.pending.forEach((p, i) => { if (p.x.length) { idx.push(i); xs.push(p.x); ys.push(p.y); } });
+      if (idx.length) Plotly.extendTraces(this.el, { x: xs, y: ys }, idx);
+      this.pending = this.traces.map(() => ({ x: [], y: [] }));
+      if (!this.many) return;
+      const upd = { x: [], y: [] }, which = [];
+      for (const key of dirty) {
+        const g = this.group[key];
+        const val = aggregate(series, g.setting.runs, this.spec.val);
+        const set = (i, x, y) => { if (i !== undefined) { which.push(i); upd.x.push(x); upd.y.push(y); } };
+        set(g.val, val.x, val.mean);
+        set(g.lo, val.x, val.mean.map((m, j) => m - val.sd[j]));
+        set(g.hi, val.x, val.mean.map((m, j) => m + val.sd[j]));
+        if (g.train !== undefined) {
+          const tr = aggregate(series, g.setting.runs, this.spec.train);
+          set(g.train, tr.x, tr.mean);
+        }
+      }
+      if (which.length) Plotly.restyle(this.el, upd, which);
+    }
+
+    highlight(key) { // null: everything back to normal
+      const op = this.traces.map((t) => {
+        const mine = !key || (t.meta && t.meta.setting === key);
+        if (t.meta && t.meta.run) return mine ? (key ? 0.9 : 0.35) : 0.05;
+        return mine ? 1 : 0.15;
+      });
+      Plotly.restyle(this.el, { opacity: op });
+    }
+  }
+
+  function fade(color) {
+    if (color.startsWith("rgb(")) return color.replace("rgb(", "rgba(").replace(")", ",0.18)");
+    const n = parseInt(color.slice(1), 16);
+    return `rgba(${n >> 16},${(n >> 8) & 255},${n & 255},0.18)`;
+  }
+
+  // Mean and std over the runs of a setting, epoch by epoch, over the runs that reached it.
+  function aggregate(series, runIdx, field) {
+    const x = [], mean = [], sd = [];
+    const longest = Math.max(...runIdx.map((r) => series[r].epoch.length));
+    for (let e = 0; e < longest; e++) {
+      const vals = runIdx.map((r) => series[r][field][e]).filter((v) => v !== undefined && v !== null);
+      if (!vals.length) continue;
+      const [m, s] = meanStd(vals);
+      x.push(e + 1); mean.push(m); sd.push(s);
+    }
+    return { x, mean, sd };
+  }
+
+  // ---- the sweep chart: validation metric against dropout rate -----------------------------
+
+  class SweepChart {
+    constructor(el, select, task, settings, runs, epochs, onHighlight) {
+      this.el = el; this.select = select; this.task = task; this.settings = settings;
+      this.runs = runs; this.epochs = epochs; this.pinned = null;
+      select.addEventListener("change", () => this.draw(this.last));
+      Plotly.newPlot(el, [], this.layout(), { responsive: true, displaylogo: false });
+      const keyOf = (ev) => ev.points[0].customdata;
+      el.on("plotly_hover", (ev) => { if (!this.pinned) onHighlight(keyOf(ev)); });
+      el.on("plotly_unhover", () => { if (!this.pinned) onHighlight(null); });
+      el.on("plotly_click", (ev) => {
+        const key = keyOf(ev);
+        this.pinned = this.pinned === key ? null : key;
+        onHighlight(this.pinned);
+      });
+    }
+
+    layout() {
+      const numeric = this.settings.every((s) => typeof s.dropout === "number");
+      return {
+        margin: { l: 55, r: 10, t: 10, b: 45 }, height: 300, font: { size: 13 },
+        xaxis: { title: { text: "dropout rate p" }, type: numeric ? "linear" : "category" },
+        yaxis: { title: { text: this.select.selectedOptions[0].textContent } },
+        legend: { orientation: "h", y: 1.12, x: 0 }, hovermode: "closest",
+        paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
+      };
+    }
+
+    // Finished runs only (all epochs in): points appear as runs finish.
+    draw(series) {
+      this.last = series;
+      const metric = this.select.value, lower = metric.endsWith("loss") || metric.includes("gap");
+      const value = (r) => {
+        const s = series[r];
+        if (metric === "best_val_loss") return Math.min(...s.val_loss.filter((v) => v !== null));
+        return s[metric][s[metric].length - 1];
+      };
+      const done = (r) => series[r].epoch.length === this.epochs;
+      const decays = [...new Set(this.settings.map((s) => s.weight_decay))];
+      const traces = [];
+      let best = null;
+      for (const wd of decays) {
+        const pts = { x: [], y: [], err: [], key: [], n: [] };
+        for (const s of this.settings.filter((x) => x.weight_decay === wd)) {
+          const vals = s.runs.filter(done).map(value).filter((v) => v !== null && isFinite(v));
+          if (!vals.length) continue;
+          const [m, sd] = meanStd(vals);
+          pts.x.push(xOf(s)); pts.y.push(m); pts.err.push(sd); pts.key.push(s.key); pts.n.push(vals.length);
+          if (!best || (lower ? m < best.y : m > best.y)) best = { x: xOf(s), y: m, key: s.key };
+        }
+        traces.push({
+          x: pts.x, y: pts.y, customdata: pts.key, mode: "lines+markers", type: "scatter",
+          name: decays.length > 1 ? `L2 = ${wd}` : "mean ± std",
+          error_y: { type: "data", array: pts.err, visible: true },
+          marker: { size: 9 }, text: pts.n,
+          hovertemplate: "p=%{x}: %{y:.4g} ± %{error_y.array:.2g} (%{text} runs)<extra></extra>",
+        });
+      }
+      const each = { x: [], y: [], key: [] };
+      for (const s of this.settings) {
+        for (const r of s.runs.filter(done)) { each.x.push(xOf(s)); each.y.push(value(r)); each.key.push(s.key); }
+      }
+      traces.push({ x: each.x, y: each.y, customdata: each.key, mode: "markers", type: "scatter",
+                    name: "each run", marker: { size: 5, color: "rgba(80,80,80,0.45)" },
+                    hovertemplate: "p=%{x}: %{y:.4g}<extra>one run</extra>" });
+      if (best) {
+        traces.push({ x: [best.x], y: [best.y], customdata: [best.key], mode: "markers", type: "scatter",
+                      name: lower ? "best (lowest)" : "best (highest)",
+                      marker: { symbol: "star", size: 18, color: "#E69F00", line: { color: "#000", width: 1 } },
+                      hovertemplate: "best: p=%{x}<extra></extra>" });
+      }
+      this.el.dataset.points = String(each.x.length);
+      Plotly.react(this.el, traces, this.layout(), { responsive: true, displaylogo: false });
+    }
+  }
+
+  function xOf(setting) {
+    return typeof setting.dropout === "number" ? setting.dropout : JSON.stringify(setting.dropout);
+  }
+
+  // ---- a run panel: charts + stream ---------------------------------------------------------
 
   function initRun(panel) {
     if (panel.dataset.ready) return;
     panel.dataset.ready = "1";
     const id = panel.dataset.exp, task = panel.dataset.task;
     const runs = JSON.parse(panel.dataset.runs), epochs = Number(panel.dataset.epochs);
+    const settings = settingsOf(runs);
     const specs = chartSpecs(task);
-    const charts = {};
-    for (const [key, spec] of Object.entries(specs)) {
-      const el = panel.querySelector(`[data-chart="${key}"]`);
-      const { traces, index } = makeTraces(spec, runs);
-      Plotly.newPlot(el, traces, layout(epochs),
-                     { responsive: true, displaylogo: false });
-      charts[key] = { el, index, spec, pending: traces.map(() => ({ x: [], y: [] })) };
-    }
+    const charts = Object.entries(specs).map(([key, spec]) =>
+      new CurveChart(panel.querySelector(`[data-chart="${key}"]`), spec, runs, settings, epochs));
+    const fields = [...new Set(Object.values(specs).flatMap((s) => s.fields.map((f) => f[0])))];
+    const series = runs.map(() => Object.fromEntries([["epoch", []], ...fields.map((f) => [f, []])]));
+    const sweepEl = panel.querySelector('[data-chart="sweep"]');
+    const sweep = sweepEl && new SweepChart(sweepEl, panel.querySelector('[data-role="sweep-metric"]'),
+      task, settings, runs, epochs, (key) => charts.forEach((c) => c.highlight(key)));
     const $ = (role) => panel.querySelector(`[data-role="${role}"]`);
-    let received = 0, timer = null;
+    let received = 0, timer = null, dirty = new Set(), finishedRun = false;
 
     function flush() {
       timer = null;
-      for (const chart of Object.values(charts)) {
-        const idx = [], xs = [], ys = [];
-        chart.pending.forEach((p, i) => {
-          if (p.x.length) { idx.push(i); xs.push(p.x); ys.push(p.y); }
-        });
-        if (idx.length) Plotly.extendTraces(chart.el, { x: xs, y: ys }, idx);
-        chart.pending = chart.pending.map(() => ({ x: [], y: [] }));
-      }
+      charts.forEach((c) => c.flush(series, dirty));
+      if (sweep && finishedRun) sweep.draw(series);
+      dirty = new Set(); finishedRun = false;
       panel.dataset.points = String(received);
-      const total = Number(panel.dataset.total);
       $("progress").value = received;
-      $("progress-text").textContent = `${received} / ${total} epochs`;
+      $("progress-text").textContent = `${received} / ${panel.dataset.total} epochs`;
     }
 
     function onEpoch(m) {
       received += 1;
-      for (const chart of Object.values(charts)) {
-        for (const [field] of chart.spec.fields) {
-          const i = chart.index[m.run + ":" + field];
-          if (i === undefined) continue;
-          chart.pending[i].x.push(m.epoch);
-          chart.pending[i].y.push(m[field]);
-        }
-      }
+      const s = series[m.run];
+      s.epoch.push(m.epoch);
+      for (const f of fields) s[f].push(m[f]);
+      charts.forEach((c) => c.push(m.run, m));
+      dirty.add(runs[m.run].setting);
+      if (m.epoch === epochs) finishedRun = true;
       if (!timer) timer = setTimeout(flush, FLUSH_MS);
     }
 
@@ -127,7 +325,8 @@
     for (const final of ["done", "failed", "cancelled"]) {
       source.addEventListener(final, (e) => {
         source.close();
-        if (timer) { clearTimeout(timer); }
+        if (timer) clearTimeout(timer);
+        finishedRun = true;
         flush();
         const data = JSON.parse(e.data);
         setStatus(final, data.error);
@@ -138,8 +337,51 @@
     }
   }
 
-  // Controls -> URL: the address bar always carries the current setup (only values that
-  // differ from the defaults), replaced in place so no history entries pile up.
+  // ---- the compare view: several experiments' mean curves, one colour each --------------
+
+  async function initCompare(box) {
+    if (box.dataset.ready) return;
+    box.dataset.ready = "1";
+    const ids = JSON.parse(box.dataset.compare);
+    const exps = await Promise.all(ids.map((id) =>
+      fetch(`/api/experiments/${id}`).then((r) => r.json())));
+    const loss = [], score = [];
+    exps.forEach((exp, n) => {
+      const letter = String.fromCharCode(65 + n), color = SETTING_COLORS[n % SETTING_COLORS.length];
+      const runs = exp.runs, settings = settingsOf(runs);
+      const series = runs.map((r) => {
+        const s = { epoch: r.epochs.map((e) => e.epoch) };
+        for (const f of ["train_loss", "val_loss", "train_acc", "val_acc", "train_r2", "val_r2"]) {
+          s[f] = r.epochs.map((e) => e[f]);
+        }
+        return s;
+      });
+      const sc = exp.task === "classification" ? ["train_acc", "val_acc"] : ["train_r2", "val_r2"];
+      settings.forEach((st, j) => {
+        const name = settings.length > 1 ? `${letter} ${st.label}` : letter;
+        const opacity = settings.length > 1 ? 1 - (0.6 * j) / settings.length : 1;
+        for (const [out, train, val] of [[loss, "train_loss", "val_loss"], [score, sc[0], sc[1]]]) {
+          const v = aggregate(series, st.runs, val), t = aggregate(series, st.runs, train);
+          out.push({ x: v.x, y: v.mean, name: `${name} validation`, legendgroup: name, opacity,
+                     mode: "lines", line: { color, width: 2.5 } });
+          out.push({ x: t.x, y: t.mean, name: `${name} train`, legendgroup: name, opacity,
+                     showlegend: false, mode: "lines", line: { color, width: 1.5, dash: "dash" } });
+        }
+      });
+    });
+    const epochs = Math.max(...exps.map((e) => e.config.train.epochs));
+    for (const [key, traces] of [["compare-loss", loss], ["compare-score", score]]) {
+      const el = box.querySelector(`[data-chart="${key}"]`);
+      Plotly.newPlot(el, traces, { ...layout(epochs), height: 320 },
+                     { responsive: true, displaylogo: false });
+      el.dataset.traces = String(traces.length);
+    }
+  }
+
+  // ---- controls <-> URL ---------------------------------------------------------------------
+  // The address bar always carries the current setup (only values that differ from the
+  // defaults), replaced in place so no history entries pile up.
+
   function syncUrl(form) {
     const params = new URLSearchParams();
     for (const el of form.elements) {
@@ -175,6 +417,7 @@
   function init(root) {
     const all = (sel) => [...(root.matches?.(sel) ? [root] : []), ...root.querySelectorAll(sel)];
     all("[data-exp]").forEach(initRun);
+    all("[data-compare]").forEach(initCompare);
     all("form#controls").forEach(initControls);
     all("[data-copy]").forEach(initCopy);
   }

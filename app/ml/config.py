@@ -8,6 +8,8 @@ submits the config (the form, the API, the CLI).
 
 from __future__ import annotations
 
+import math
+import random
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -153,11 +155,40 @@ class TrainConfig(_Strict):
                       "and dropout masks.")
 
 
+SweepTarget = Literal["hidden", "input", *(f"layer{i}" for i in range(1, MAX_LAYERS + 1))]
+
+
 class SweepConfig(_Strict):
+    """Which dropout rates to try, and how often: rates x weight decays x repeats x folds runs.
+
+    The rates come from exactly one of: an explicit list (`dropout`), a grid from `low` to
+    `high` by `grid_step`, or `random_samples` rates drawn uniformly between `low` and `high`.
+    """
+
     dropout: list[Rate] | None = Field(
         None, min_length=1, max_length=MAX_RUNS,
-        description="Dropout rates to try: each replaces the rate of every hidden layer, one "
-        "run per value.",
+        description="Dropout rates to try, one run per value.",
+    )
+    grid_step: float | None = Field(
+        None, gt=0.0, le=1.0,
+        description="Grid search: rates from low to high (inclusive) in steps of this size.",
+    )
+    random_samples: int | None = Field(
+        None, ge=1, le=MAX_RUNS,
+        description="Random search: this many rates drawn uniformly between low and high "
+        "(seeded by train.seed).",
+    )
+    low: Rate = Field(0.0, description="Lowest rate of a grid or random search.")
+    high: Rate = Field(0.8, description="Highest rate of a grid or random search.")
+    target: SweepTarget = Field(
+        "hidden",
+        description="Where the swept rate goes: every hidden layer, the input dropout, or one "
+        "hidden layer (layer1 is the first; the others keep model.dropout).",
+    )
+    weight_decay: list[Annotated[float, Field(ge=0.0, le=1.0)]] | None = Field(
+        None, min_length=1, max_length=MAX_RUNS,
+        description="L2 values crossed with every rate (dropout x weight decay grid); "
+        "default: train.weight_decay only.",
     )
     folds: int = Field(
         1, ge=1, le=10,
@@ -165,6 +196,30 @@ class SweepConfig(_Strict):
         "training examples and validates on the remaining part.",
     )
     repeats: int = Field(1, ge=1, le=20, description="Seeds per setting (train.seed, +1, ...).")
+
+    @model_validator(mode="after")
+    def _one_source_of_rates(self) -> SweepConfig:
+        given = [n for n in ("dropout", "grid_step", "random_samples") if getattr(self, n)]
+        if len(given) > 1:
+            raise limit_error(f"sweep.{given[1]}", f"choose one of {' / '.join(given)}")
+        if (self.grid_step or self.random_samples) and self.low > self.high:
+            raise limit_error("sweep.low", f"low ({self.low}) is above high ({self.high})")
+        if self.grid_step and len(self.rates(0)) > MAX_RUNS:
+            raise limit_error("sweep.grid_step", f"the grid has more than {MAX_RUNS} rates")
+        return self
+
+    def rates(self, seed: int) -> list[float] | None:
+        """The rates to try, or None when the sweep only adds folds/repeats to model.dropout."""
+        if self.dropout:
+            return list(self.dropout)
+        if self.grid_step:
+            count = int(math.floor((self.high - self.low) / self.grid_step + 1e-9)) + 1
+            return [round(self.low + i * self.grid_step, 6) for i in range(count)]
+        if self.random_samples:
+            rng = random.Random(seed)
+            return sorted(round(rng.uniform(self.low, self.high), 3)
+                          for _ in range(self.random_samples))
+        return None
 
 
 class ExperimentConfig(_Strict):
@@ -191,10 +246,15 @@ class ExperimentConfig(_Strict):
             )
         if self.sweep and self.sweep.folds > 1 and self.dataset.n_train < 2 * self.sweep.folds:
             raise limit_error("sweep.folds", "n_train must be at least twice the number of folds")
+        target = self.sweep.target if self.sweep else "hidden"
+        if target.startswith("layer") and int(target[5:]) > len(self.model.hidden):
+            raise limit_error("sweep.target", f"{target} does not exist: the network has "
+                              f"{len(self.model.hidden)} hidden layers")
         runs = self.n_runs
         if runs > MAX_RUNS:
             raise limit_error(
-                "sweep", f"sweep has {runs} runs (rates x folds x repeats); the limit is {MAX_RUNS}"
+                "sweep", f"sweep has {runs} runs (rates x weight decays x folds x repeats); "
+                f"the limit is {MAX_RUNS}"
             )
         if runs * params > MAX_SWEEP_PARAMS:
             raise limit_error(
@@ -210,4 +270,7 @@ class ExperimentConfig(_Strict):
     @property
     def n_runs(self) -> int:
         s = self.sweep
-        return 1 if s is None else len(s.dropout or [None]) * s.folds * s.repeats
+        if s is None:
+            return 1
+        rates = s.rates(self.train.seed) or [None]
+        return len(rates) * len(s.weight_decay or [None]) * s.folds * s.repeats

@@ -23,16 +23,25 @@ class FusedOptimizer:
         params: Sequence[torch.nn.Parameter],
         kind: str,  # "adam", "adamw" or "sgd"
         lr: float,
-        weight_decay: float = 0.0,  # L2 (Adam, SGD) or decoupled decay (AdamW)
+        weight_decay: float | Sequence[float] = 0.0,  # L2 (Adam, SGD) or decoupled (AdamW);
+        # a sequence gives one value per member (dim 0 of every parameter) of a stacked model
         momentum: float = 0.0,  # SGD only
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
     ):
         self.params = list(params)
+        self.member_decay = None  # (K, 1, 1) when members decay differently
+        if not isinstance(weight_decay, float | int):
+            decays = [float(d) for d in weight_decay]
+            if len(set(decays)) == 1:
+                weight_decay = decays[0]
+            else:
+                self.member_decay = torch.tensor(decays)[:, None, None]
+                weight_decay = 0.0
         self.kind, self.lr, self.weight_decay, self.momentum = kind, lr, weight_decay, momentum
         self.betas, self.eps = betas, eps
         self.fallback = None
-        if not all(hasattr(torch, k) for k in _KERNELS):
+        if not all(hasattr(torch, k) for k in _KERNELS) and self.member_decay is None:
             self.fallback = _torch_optimizer(self.params, kind, lr, weight_decay, momentum)
             return
         self.steps = torch.zeros(())  # shared step count: every tensor steps together
@@ -50,6 +59,13 @@ class FusedOptimizer:
             self.fallback.step()
             return
         grads = [p.grad for p in self.params]
+        if self.member_decay is not None:  # what the kernels do with a scalar, per member
+            if self.kind == "adamw":
+                for p in self.params:
+                    p.mul_(1 - self.lr * self.member_decay)
+            else:
+                for p, g in zip(self.params, grads):
+                    g.addcmul_(p, self.member_decay)
         if self.kind == "sgd":
             torch._fused_sgd_(
                 self.params, grads, self.momentum_buf, weight_decay=self.weight_decay,

@@ -23,31 +23,44 @@ class RunSpec:
     fold: int  # 0-based fold held out for validation; 0 when there is no cross-validation
     repeat: int  # 0-based repeat; the run's seed is train.seed + repeat
     seed: int
+    weight_decay: float  # L2 coefficient of this run (a sweep may cross rates with it)
 
 
 def plan_runs(config: ExperimentConfig) -> list[RunSpec]:
-    """Every run of the experiment, in a stable order: rate, then repeat, then fold."""
+    """Every run of the experiment, in a stable order: rate, weight decay, repeat, fold."""
     model, sweep = config.model, config.sweep
-    rates: list[float | None] = list(sweep.dropout) if sweep and sweep.dropout else [None]
+    rates: list[float | None] = (sweep.rates(config.train.seed) if sweep else None) or [None]
+    decays = (sweep.weight_decay if sweep else None) or [config.train.weight_decay]
+    target = sweep.target if sweep else "hidden"
     folds = sweep.folds if sweep else 1
     repeats = sweep.repeats if sweep else 1
     runs = []
     for rate in rates:
-        for repeat in range(repeats):
-            for fold in range(folds):
-                layer_rates = model.layer_rates() if rate is None else [rate] * len(model.hidden)
-                runs.append(
-                    RunSpec(
+        layer_rates, input_rate = _place(rate, target, model.layer_rates(), model.input_dropout)
+        for decay in decays:
+            for repeat in range(repeats):
+                for fold in range(folds):
+                    runs.append(RunSpec(
                         index=len(runs),
                         dropout=model.dropout if rate is None else rate,
-                        layer_rates=tuple(layer_rates),
-                        input_rate=model.input_dropout,
-                        fold=fold,
-                        repeat=repeat,
-                        seed=config.train.seed + repeat,
-                    )
-                )
+                        layer_rates=tuple(layer_rates), input_rate=input_rate,
+                        fold=fold, repeat=repeat, seed=config.train.seed + repeat,
+                        weight_decay=decay,
+                    ))
     return runs
+
+
+def _place(rate: float | None, target: str, layer_rates: list[float],
+           input_rate: float) -> tuple[list[float], float]:
+    """Put a swept rate where the sweep's target says; the other rates stay as configured."""
+    if rate is None:
+        return layer_rates, input_rate
+    if target == "input":
+        return layer_rates, rate
+    if target == "hidden":
+        return [rate] * len(layer_rates), input_rate
+    layer = int(target.removeprefix("layer")) - 1
+    return [rate if i == layer else p for i, p in enumerate(layer_rates)], input_rate
 
 
 def fold_indices(n: int, folds: int, seed: int) -> list[np.ndarray]:

@@ -49,22 +49,27 @@ def _mean_std(values: list[float | None]) -> dict:
 
 
 def sweep_summary(runs: Sequence[dict], task: str) -> dict:
-    """Per dropout rate: mean and std (over folds and repeats) of final and best metrics.
+    """Per setting (dropout rate, and weight decay if swept): mean and std over folds and
+    repeats of the final and best metrics.
 
-    `runs` are dicts with "dropout" and "epochs". The best rate is the one with the lowest
-    mean final validation loss. std is the sample standard deviation (n-1), 0 for one run.
+    `runs` are dicts with "dropout", "epochs" and optionally "weight_decay". The best setting
+    is the one with the lowest mean final validation loss. std is the sample standard
+    deviation (n-1), 0 for one run.
     """
     score = primary_metric(task)
-    by_rate: dict[str, list[dict]] = {}
+    by_setting: dict[str, list[dict]] = {}
     for run in runs:
         if run["epochs"]:
-            by_rate.setdefault(json.dumps(run["dropout"]), []).append(run)
+            key = json.dumps([run["dropout"], run.get("weight_decay")])
+            by_setting.setdefault(key, []).append(run)
     rates = []
-    for key, group in by_rate.items():
+    for key, group in by_setting.items():
+        dropout, weight_decay = json.loads(key)
         finals = [g["epochs"][-1] for g in group]
         bests = [min(g["epochs"], key=_loss) for g in group]
         rates.append({
-            "dropout": json.loads(key),
+            "dropout": dropout,
+            "weight_decay": weight_decay,
             "runs": len(group),
             "final_val_loss": _mean_std([f["val_loss"] for f in finals]),
             f"final_{score}": _mean_std([f[score] for f in finals]),
@@ -75,7 +80,8 @@ def sweep_summary(runs: Sequence[dict], task: str) -> dict:
         })
     ranked = [r for r in rates if r["final_val_loss"]["mean"] is not None]
     best = min(ranked, key=lambda r: r["final_val_loss"]["mean"]) if ranked else None
-    return {"rates": rates, "best_dropout": best["dropout"] if best else None}
+    return {"rates": rates, "best_dropout": best["dropout"] if best else None,
+            "best_weight_decay": best["weight_decay"] if best else None}
 
 
 def summarize(runs: Sequence[dict], task: str) -> dict:

@@ -43,6 +43,12 @@ class ExperimentResult:
     status: Literal["done", "cancelled"]
     runs: list[RunResult]
 
+    def run_dicts(self) -> list[dict]:
+        """Plain dicts, as app.ml.summary.summarize takes them."""
+        return [{"index": r.spec.index, "dropout": r.spec.dropout, "fold": r.spec.fold,
+                 "repeat": r.spec.repeat, "weight_decay": r.spec.weight_decay,
+                 "epochs": r.epochs, "test": r.test} for r in self.runs]
+
 
 class Cancelled(Exception):
     """Raised inside the step loop when should_stop() says so."""
@@ -114,7 +120,8 @@ class _Group:
             [n_in, *config.model.hidden, n_out], config.model.activation,
             [s.layer_rates for s in specs], [s.input_rate for s in specs], [s.seed for s in specs],
         )
-        opt = FusedOptimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay,
+        opt = FusedOptimizer(model.parameters(), cfg.optimizer, cfg.lr,
+                             [s.weight_decay for s in specs],
                              cfg.momentum if cfg.optimizer == "sgd" else 0.0)
         n = self.train.y.shape[1]
         x_flat = self.train.x if self.train.shared else self.train.x.reshape(k * n, -1)
@@ -215,7 +222,9 @@ def _fold_group(chunk: list[RunResult], data: datasets.Dataset, parts: list[np.n
         held = parts[r.spec.fold]
         keep = np.setdiff1d(np.arange(len(data.train.y)), held)
         xt = data.train.x[keep]
-        mean, std = xt.mean(0), xt.std(0)
+        # float64 statistics: in float32 a constant column gets std ~3e-8 from rounding, above
+        # the cut below, and a held-out value off that constant is blown up ~1e8 times
+        mean, std = xt.mean(0, dtype=np.float64), xt.std(0, dtype=np.float64)
         std[std < 1e-8] = 1.0
         for name, x, y in (("train", xt, data.train.y[keep]),
                            ("val", data.train.x[held], data.train.y[held]),

@@ -47,7 +47,7 @@ def runs_json(row: ExperimentRow, store: Store) -> list[dict]:
     epochs = store.epochs_by_run(row.id, row.n_runs)
     return [
         {"index": s.index, "dropout": s.dropout, "fold": s.fold, "repeat": s.repeat,
-         "seed": s.seed, "epochs": epochs[s.index]}
+         "seed": s.seed, "weight_decay": s.weight_decay, "epochs": epochs[s.index]}
         for s in plan_runs(config_of(row))
     ]
 

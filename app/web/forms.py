@@ -40,7 +40,13 @@ LABELS = {  # shorter labels than the field names where it reads better
     "model.hidden": "hidden layers (widths)", "model.dropout": "dropout rate p",
     "model.input_dropout": "input dropout p", "train.weight_decay": "L2 (weight decay)",
     "train.l1": "L1", "train.lr": "learning rate", "sweep.dropout": "dropout rates to try",
+    "sweep.grid_step": "or a grid: step", "sweep.random_samples": "or random: samples",
+    "sweep.low": "grid/random from", "sweep.high": "grid/random to",
+    "sweep.target": "apply rate to", "sweep.weight_decay": "× L2 values",
 }
+
+
+SWEEP_SOURCES = ("dropout", "grid_step", "random_samples", "weight_decay")
 
 
 @dataclass
@@ -169,10 +175,10 @@ def parse(params: Mapping[str, str]) -> dict:
             value = [v.strip() for v in raw.split(",") if v.strip()]
         (nested.setdefault(prefix, {}) if prefix else nested)[name] = value
     sweep = nested.get("sweep")
-    if sweep is not None and not sweep.get("dropout") and all(
+    if sweep is not None and not any(sweep.get(k) for k in SWEEP_SOURCES) and all(
         str(sweep.get(k, "1")) == "1" for k in ("folds", "repeats")
     ):
-        del nested["sweep"]
+        del nested["sweep"]  # only defaults: a single run
     return nested
 
 

@@ -52,10 +52,30 @@ def render(request: Request, template: str, context: dict, status: int = 200,
 def run_context(row: ExperimentRow, store: Store) -> dict:
     """What partials/run.html needs: ids, the runs' labels, and where to stream from."""
     config = experiments.config_of(row)
-    runs = [{"index": s.index, "dropout": s.dropout, "fold": s.fold, "repeat": s.repeat}
-            for s in plan_runs(config)]
-    return {"exp": row, "config": config, "task": config.task, "runs": runs,
-            "fields": epoch_fields(config.task), "query": forms.config_to_query(config)}
+    runs = [{"index": s.index, "dropout": s.dropout, "fold": s.fold, "repeat": s.repeat,
+             "weight_decay": s.weight_decay} for s in plan_runs(config)]
+    rates = config.sweep.rates(config.train.seed) if config.sweep else None
+    return {"exp": row, "config": config, "task": config.task, "runs": runs, "rates": rates,
+            "sweep_text": _sweep_text(config, rates), "fields": epoch_fields(config.task),
+            "query": forms.config_to_query(config)}
+
+
+def _sweep_text(config, rates: list[float] | None) -> str:
+    """One line describing a sweep: which rates (and how chosen), L2 grid, folds, seeds."""
+    s = config.sweep
+    if s is None:
+        return ""
+    parts = []
+    if rates:
+        how = "grid" if s.grid_step else "random" if s.random_samples else "p"
+        parts.append(f"{how} p ∈ {{{', '.join(f'{r:g}' for r in rates)}}}")
+    if s.weight_decay:
+        parts.append(f"× L2 ∈ {{{', '.join(f'{w:g}' for w in s.weight_decay)}}}")
+    if s.folds > 1:
+        parts.append(f"{s.folds}-fold cross-validation")
+    if s.repeats > 1:
+        parts.append(f"{s.repeats} seeds")
+    return ", ".join(parts)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -115,6 +135,49 @@ def experiment_summary(request: Request, row: ExperimentDep, store: StoreDep):
 
 def _summary(row: ExperimentRow) -> dict:
     return {"summary": json.loads(row.summary) if row.summary else None}
+
+
+MAX_COMPARE = 8
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare(request: Request, store: StoreDep):
+    """Several experiments overlaid, with a table of the settings that differ."""
+    raw = request.query_params.getlist("id") + request.query_params.get("ids", "").split(",")
+    ids = list(dict.fromkeys(i.strip() for i in raw if i.strip()))[:MAX_COMPARE]
+    rows = [row for row in (store.get(i) if len(i) <= 32 else None for i in ids) if row]
+    missing = [i for i in ids if i not in {r.id for r in rows}]
+    configs = [experiments.config_of(r) for r in rows]
+    return render(request, "compare.html", {
+        "items": [{"row": r, "config": c, "label": chr(ord("A") + n),
+                   "summary": json.loads(r.summary) if r.summary else None}
+                  for n, (r, c) in enumerate(zip(rows, configs))],
+        "diff": config_diff([c.model_dump(mode="json") for c in configs]),
+        "missing": missing, "max": MAX_COMPARE,
+    })
+
+
+def config_diff(configs: list[dict]) -> list[tuple[str, list[str]]]:
+    """[(dotted key, [value per config])] for the keys whose values are not all equal."""
+    flat = [_flatten(c) for c in configs]
+    keys = list(dict.fromkeys(k for f in flat for k in f))
+    rows = []
+    for key in keys:
+        values = [forms.to_text(f.get(key)) for f in flat]
+        if len(set(values)) > 1:
+            rows.append((key, values))
+    return rows
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
 
 
 @router.get("/partials/recent", response_class=HTMLResponse)

@@ -1,0 +1,88 @@
+"""Benchmark: a sweep trained as one batched model vs the same runs one after another.
+
+Baseline: each run of the sweep trained alone through the single-run engine (K=1), in the
+same process, same thread count. Reports wall time ratios and peak memory (RSS growth).
+
+    python bench/sweep.py [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+
+from app.ml.config import ExperimentConfig
+from app.ml.runs import plan_runs
+from app.ml.train import train
+
+RATES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+MOONS = {"dataset": {"name": "moons", "n_train": 300}, "model": {"hidden": [128, 128]},
+         "train": {"epochs": 60, "batch_size": 32}}
+DIGITS = {"dataset": {"name": "digits", "n_train": 1079}, "model": {"hidden": [256, 256]},
+          "train": {"epochs": 10, "batch_size": 64}}
+
+
+def single_configs(base: dict, sweep: dict) -> list[ExperimentConfig]:
+    """The sweep's runs as single-run experiments (same rate, seed and fold data)."""
+    config = ExperimentConfig.model_validate({**base, "sweep": sweep})
+    out = []
+    for spec in plan_runs(config):
+        if sweep.get("folds", 1) > 1:  # a fold run has no single-run twin: train one K=1 group
+            one = {**sweep, "dropout": [spec.dropout], "folds": sweep["folds"]}
+            out.append((ExperimentConfig.model_validate({**base, "sweep": one}), 1))
+        else:
+            model = {**base["model"], "dropout": spec.dropout}
+            train_cfg = {**base["train"], "seed": spec.seed}
+            out.append((ExperimentConfig.model_validate({**base, "model": model,
+                                                         "train": train_cfg}), None))
+    return config, out
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench(name: str, base: dict, sweep: dict) -> None:
+    config, singles = single_configs(base, sweep)
+    runs = config.n_runs
+    train(singles[0][0])  # warm up
+    one = min(timed(lambda: train(singles[0][0])) for _ in range(2))
+    if sweep.get("folds", 1) > 1:
+        # sequential baseline of fold runs: each fold alone, K=1 (max_members=1)
+        sequential = timed(lambda: train(config, max_members=1))
+    else:
+        sequential = sum(timed(lambda c=c: train(c)) for c, _ in singles)
+    before = peak_rss_mb()
+    batched = timed(lambda: train(config))
+    print(f"{name}: {runs} runs")
+    print(f"  one single run        {one:7.2f} s")
+    print(f"  sequential, K=1 each  {sequential:7.2f} s")
+    peak = max(before, peak_rss_mb())
+    print(f"  batched sweep         {batched:7.2f} s   = {batched / one:.2f}x one run, "
+          f"{batched / sequential:.2f}x sequential   (peak RSS {peak:.0f} MB)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    bench("moons 300, 2x128, 60 epochs, 6 rates (target <= 2x one run)", MOONS,
+          {"dropout": RATES})
+    bench("moons 300, 2x128, 60 epochs, 6 rates x 5 folds (target <= 6x one run)", MOONS,
+          {"dropout": RATES, "folds": 5})
+    bench("digits 1079, 2x256, batch 64, 10 epochs, 6 rates (target <= 0.45x sequential)",
+          DIGITS, {"dropout": RATES})
+
+
+if __name__ == "__main__":
+    main()
