@@ -67,7 +67,12 @@ class LocalExecutor:
         self._wake_r, self._wake_w = os.pipe()
         for _ in range(self.workers):
             self._pool.append(self._spawn())
-        for row in self.store.with_status("queued"):  # left from a previous server run
+        # Left from a previous server run (crash, kill, power loss): runs it was training are
+        # marked failed, keeping their stored epochs; its queue runs again, in order.
+        for row in self.store.with_status("running"):
+            self._finish(row.id, "failed", {"error": "the server restarted during training; "
+                                                     "the epochs trained before are kept"})
+        for row in self.store.with_status("queued"):
             self._queue.append(row.id)
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
         self._thread.start()

@@ -74,6 +74,7 @@ class Split:
 
     x: np.ndarray
     y: np.ndarray
+    y_clean: np.ndarray | None = None  # training split with label noise: the true labels
 
 
 @dataclass
@@ -171,15 +172,17 @@ def load(
         parts = [(x[:cut1], y[:cut1]), (x[cut1:cut2], y[cut1:cut2]), (x[cut2:], y[cut2:])]
     else:
         (xt, yt), val, test = _real(name, seed)
-        take = rng.permutation(len(yt))[:n_train]
+        take = _stratified_subset(yt, n_train, rng)
         parts = [(xt[take], yt[take]), val, test]
 
     if extra_features:  # irrelevant inputs: pure noise columns the model must learn to ignore
         parts = [(np.hstack([x, rng.normal(0, 1, (len(x), extra_features))]), y) for x, y in parts]
+    clean = None
     if label_noise and info.task == "classification":
         # Flip a fraction of *training* labels to another class; validation and test stay clean,
         # so they keep measuring how well the true rule was learned.
         x, y = parts[0]
+        clean = np.asarray(y).astype(np.int64)
         y = y.copy()
         flip = rng.random(len(y)) < label_noise
         y[flip] = (y[flip] + rng.integers(1, info.n_classes, flip.sum())) % info.n_classes
@@ -192,4 +195,23 @@ def load(
     train, val, test = (
         Split(((x - mean) / std).astype(np.float32), np.asarray(y).astype(target)) for x, y in parts
     )
+    train.y_clean = clean
     return Dataset(info, train, val, test, info.n_features + extra_features)
+
+
+def _stratified_subset(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n indices of y keeping the class proportions (each class at least once when n allows),
+    so a small subset of digits still holds every digit."""
+    if n >= len(y):
+        return rng.permutation(len(y))
+    classes = np.unique(y)
+    by_class = [rng.permutation(np.flatnonzero(y == c)) for c in classes]
+    quota = np.floor(n * np.array([len(b) for b in by_class]) / len(y)).astype(int)
+    if n >= len(classes):
+        quota = np.maximum(quota, 1)
+    while quota.sum() > n:  # rounding up to 1 overshot: trim the largest classes
+        quota[np.argmax(quota)] -= 1
+    leftover = np.concatenate([b[q:] for b, q in zip(by_class, quota)])
+    extra = rng.permutation(leftover)[: n - quota.sum()]  # the remainder, drawn at random
+    take = np.concatenate([b[:q] for b, q in zip(by_class, quota)] + [extra])
+    return rng.permutation(take)

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "gelu": F.gelu, "sigmoid": torch.sigmoid}
+# In-place twins, used when no gradient is needed (evaluation): no new (K, n, width) tensor.
+IN_PLACE = {"relu": torch.relu_, "tanh": torch.tanh_, "sigmoid": torch.sigmoid_}
 
 
 class StackedMLP(nn.Module):
@@ -41,6 +43,7 @@ class StackedMLP(nn.Module):
         super().__init__()
         self.sizes = list(sizes)
         self.act = ACTIVATIONS[activation]
+        self.act_ = IN_PLACE.get(activation, self.act)
         self.k = len(seeds)
         self.layer_rates = [list(r) for r in layer_rates]
         self.input_rates = list(input_rates)
@@ -68,8 +71,9 @@ class StackedMLP(nn.Module):
         if mask is not None and self.masks.input_cols:
             x = x * mask[..., self.masks.input_cols]
         *hidden, last = range(len(self.weights))
+        act = self.act if torch.is_grad_enabled() else self.act_
         for i in hidden:
-            x = self.act(_affine(x, self.weights[i], self.biases[i]))
+            x = act(_affine(x, self.weights[i], self.biases[i]))
             if mask is not None and self.masks.layer_cols[i] is not None:
                 x = x * mask[..., self.masks.layer_cols[i]]
         return _affine(x, self.weights[last], self.biases[last])
@@ -99,8 +103,9 @@ class StackedMLP(nn.Module):
 
 
 def _affine(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    if x.dim() == 2:  # shared inputs (n, in) broadcast over members
-        return torch.matmul(x, w) + b
+    """b + x @ w for every member; shared inputs (n, in) are broadcast without a copy."""
+    if x.dim() == 2:
+        x = x.expand(w.shape[0], -1, -1)
     return torch.baddbmm(b, x, w)
 
 

@@ -226,8 +226,10 @@ def _fold_group(chunk: list[RunResult], data: datasets.Dataset, parts: list[np.n
         # the cut below, and a held-out value off that constant is blown up ~1e8 times
         mean, std = xt.mean(0, dtype=np.float64), xt.std(0, dtype=np.float64)
         std[std < 1e-8] = 1.0
+        # the held-out fold is scored against the true labels, as the validation split is
+        truth = data.train.y if data.train.y_clean is None else data.train.y_clean
         for name, x, y in (("train", xt, data.train.y[keep]),
-                           ("val", data.train.x[held], data.train.y[held]),
+                           ("val", data.train.x[held], truth[held]),
                            ("test", data.test.x, data.test.y)):
             xs[name].append((x - mean) / std)
             ys[name].append(y)

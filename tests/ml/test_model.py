@@ -1,0 +1,248 @@
+"""StackedMLP against PyTorch itself: init, forward, gradients, eval mode and dropout masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from app.ml.model import StackedMLP
+
+ACT = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
+
+
+def plain_network(sizes, activation, seed):
+    """The textbook network, built under torch.manual_seed(seed) in layer order."""
+    torch.manual_seed(seed)
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(ACT[activation]())
+    return nn.Sequential(*layers)
+
+
+def linears(net: nn.Sequential) -> list[nn.Linear]:
+    return [m for m in net if isinstance(m, nn.Linear)]
+
+
+def stacked(sizes, seeds, rates=None, input_rates=None, activation="relu"):
+    k, hidden = len(seeds), len(sizes) - 2
+    rates = rates if rates is not None else [[0.0] * hidden] * k
+    input_rates = input_rates if input_rates is not None else [0.0] * k
+    return StackedMLP(sizes, activation, rates, input_rates, seeds)
+
+
+def test_init_equals_nn_linear_default_init_under_manual_seed():
+    sizes, seeds = [5, 16, 8, 3], [3, 7, 123]
+    model = stacked(sizes, seeds)
+    assert [tuple(w.shape) for w in model.weights] == [(3, 5, 16), (3, 16, 8), (3, 8, 3)]
+    assert [tuple(b.shape) for b in model.biases] == [(3, 1, 16), (3, 1, 8), (3, 1, 3)]
+    for k, seed in enumerate(seeds):
+        for i, lin in enumerate(linears(plain_network(sizes, "relu", seed))):
+            torch.testing.assert_close(model.weights[i][k], lin.weight.t(), rtol=0, atol=0)
+            torch.testing.assert_close(model.biases[i][k, 0], lin.bias, rtol=0, atol=0)
+
+
+def test_members_with_different_seeds_differ():
+    model = stacked([4, 8, 2], [0, 1])
+    assert not torch.equal(model.weights[0][0], model.weights[0][1])
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu", "sigmoid"])
+@pytest.mark.parametrize("shared_input", [True, False])
+def test_p0_forward_and_gradients_equal_plain_pytorch(activation, shared_input):
+    sizes, seeds = [6, 32, 16, 4], [11, 12, 13]
+    model = stacked(sizes, seeds, activation=activation)
+    model.train()  # p=0: training mode must equal the plain network too
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 20, 6, generator=gen)  # (K, B, in)
+    target = torch.randn(3, 20, 4, generator=gen)
+    out = model(x[0] if shared_input else x)  # (K, B, out)
+    assert out.shape == (3, 20, 4)
+    (out * target).sum().backward()
+    for k, seed in enumerate(seeds):
+        net = plain_network(sizes, activation, seed)
+        ref = net(x[0] if shared_input else x[k])
+        torch.testing.assert_close(out[k], ref, rtol=1e-5, atol=1e-6)
+        (ref * target[k]).sum().backward()
+        for i, lin in enumerate(linears(net)):
+            torch.testing.assert_close(model.weights[i].grad[k], lin.weight.grad.t(),
+                                       rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(model.biases[i].grad[k, 0], lin.bias.grad,
+                                       rtol=1e-5, atol=1e-5)
+
+
+def test_member_as_sequential_is_the_same_network():
+    sizes = [5, 12, 7, 3]
+    model = stacked(sizes, [4, 5], rates=[[0.2, 0.0], [0.5, 0.7]], input_rates=[0.0, 0.3],
+                    activation="tanh")
+    x = torch.randn(9, 5)
+    model.eval()
+    out = model(x)
+    for k in range(2):
+        seq = model.member_as_sequential(k).eval()
+        torch.testing.assert_close(out[k], seq(x), rtol=1e-5, atol=1e-6)
+        n_dropout = sum(isinstance(m, nn.Dropout) for m in seq)
+        assert n_dropout == [1, 3][k]
+        assert [m.p for m in seq if isinstance(m, nn.Dropout)] == [[0.2], [0.3, 0.5, 0.7]][k]
+
+
+def test_eval_mode_is_deterministic_and_uses_every_unit_unscaled():
+    sizes, seeds = [4, 24, 24, 3], [1, 2]
+    model = stacked(sizes, seeds, rates=[[0.5, 0.3], [0.9, 0.1]], input_rates=[0.2, 0.6])
+    x = torch.randn(50, 4)
+    model.eval()
+    with torch.no_grad():
+        first, second = model(x), model(x)
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+    for k, seed in enumerate(seeds):
+        with torch.no_grad():
+            ref = plain_network(sizes, "relu", seed)(x)
+        torch.testing.assert_close(first[k], ref, rtol=1e-5, atol=1e-6)
+    # and training mode does drop units: the output changes from call to call
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model(x), model(x))
+
+
+def identity_readout(sizes, seeds, rates, input_rates, activation="sigmoid"):
+    """A model whose last layer copies its input: the output shows the dropped activations."""
+    model = stacked(sizes, seeds, rates, input_rates, activation)
+    with torch.no_grad():
+        model.weights[-1].copy_(torch.eye(sizes[-2]).expand_as(model.weights[-1]))
+        model.biases[-1].zero_()
+    return model
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_hidden_dropout_zeroes_a_fraction_p_and_rescales_the_rest(p):
+    width, batch = 200, 2000  # 400,000 units per member
+    model = identity_readout([3, width, width], [5], [[p]], [0.0])  # sigmoid: never exactly 0
+    x = torch.randn(batch, 3)
+    with torch.no_grad():
+        model.eval()
+        clean = model(x)[0]  # (B, H) hidden activations, nothing dropped
+        model.train()
+        dropped = model(x)[0]
+    assert (clean > 0).all()
+    zero = dropped == 0
+    n = zero.numel()
+    assert abs(zero.float().mean().item() - p) < 5 * np.sqrt(p * (1 - p) / n)
+    torch.testing.assert_close(dropped[~zero], clean[~zero] / (1 - p), rtol=1e-6, atol=0)
+
+
+def test_input_dropout_zeroes_a_fraction_of_inputs_and_rescales_the_rest():
+    p, d, batch = 0.3, 50, 4000
+    model = identity_readout([d, d], [2], [[]], [p])  # no hidden layer: output = dropped inputs
+    x = torch.rand(batch, d) + 0.5
+    model.train()
+    with torch.no_grad():
+        dropped = model(x)[0]
+    zero = dropped == 0
+    assert abs(zero.float().mean().item() - p) < 5 * np.sqrt(p * (1 - p) / zero.numel())
+    torch.testing.assert_close(dropped[~zero], x[~zero] / (1 - p), rtol=1e-6, atol=0)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[0], x, rtol=1e-6, atol=1e-6)
+
+
+def test_masks_have_per_member_and_per_layer_rates():
+    hidden, d = [300, 200], 100
+    rates = [[0.1, 0.1], [0.5, 0.5], [0.9, 0.9], [0.0, 0.0], [0.2, 0.7]]
+    input_rates = [0.0, 0.0, 0.4, 0.0, 0.0]
+    model = stacked([d, *hidden, 2], list(range(5)), rates, input_rates)
+    batch = 5000
+    mask = model.masks.sample(batch)
+    assert mask.shape == (5, batch, sum(hidden) + d)
+    blocks = {"layer1": slice(0, 300), "layer2": slice(300, 500), "input": slice(500, 600)}
+    expected = {k: {"layer1": r[0], "layer2": r[1], "input": input_rates[k]}
+                for k, r in enumerate(rates)}
+    for k in range(5):
+        for block, cols in blocks.items():
+            p = expected[k][block]
+            m = mask[k, :, cols]
+            if p == 0:
+                assert torch.all(m == 1)
+                continue
+            zero, kept = torch.unique(m).tolist()
+            assert zero == 0.0 and kept == pytest.approx(1 / (1 - p), rel=1e-6)
+            frac = (m == 0).float().mean().item()
+            assert abs(frac - p) < 5 * np.sqrt(p * (1 - p) / m.numel()), (k, block)
+
+
+def test_masks_come_from_numpy_default_rng_of_the_seed():
+    """The documented stream: one rng.random((B, cols), float32) per step, kept when u >= p."""
+    hidden, d, seeds = [7, 5], 3, [21, 22, 23]
+    rates, input_rates = [[0.3, 0.6], [0.0, 0.0], [0.5, 0.5]], [0.0, 0.0, 0.25]
+    model = stacked([d, *hidden, 2], seeds, rates, input_rates)
+    rngs = [np.random.default_rng(s) for s in seeds]
+    for batch in (4, 6, 2):  # a short last batch must not disturb the stream
+        mask = model.masks.sample(batch).numpy()
+        for k, rng in enumerate(rngs):
+            p = np.concatenate([np.repeat(rates[k], hidden), np.full(d, input_rates[k])])
+            p = p.astype(np.float32)
+            if not p.any():
+                np.testing.assert_array_equal(mask[k], 1)  # draws nothing
+                continue
+            cols = sum(hidden) + (d if input_rates[k] else 0)
+            u = rng.random((batch, cols), dtype=np.float32)
+            want = np.ones((batch, len(p)), np.float32)
+            want[:, :cols] = (u >= p[:cols]) / (1 - p[:cols])
+            np.testing.assert_allclose(mask[k], want, rtol=1e-6)
+
+
+def test_no_mask_when_nothing_drops():
+    model = stacked([3, 8, 2], [0, 1])
+    assert model.masks.sample(10) is None
+
+
+def test_members_are_independent_of_their_neighbours():
+    """A member's train-mode outputs are the same alone or beside others."""
+    sizes = [4, 16, 16, 2]
+    group = stacked(sizes, [1, 2, 3], [[0.0, 0.0], [0.3, 0.3], [0.6, 0.6]], [0.0, 0.2, 0.0])
+    alone = stacked(sizes, [2], [[0.3, 0.3]], [0.2])
+    group.train()
+    alone.train()
+    x = torch.randn(3, 10, 4)
+    for _ in range(3):
+        with torch.no_grad():
+            torch.testing.assert_close(group(x)[1], alone(x[1:2])[0], rtol=1e-6, atol=1e-7)
+
+
+def test_dropout_gradient_flows_only_through_kept_units():
+    model = identity_readout([3, 64, 64], [0], [[0.5]], [0.0])
+    model.train()
+    x = torch.randn(1, 3)
+    out = model(x)[0]  # (1, 64)
+    out.sum().backward()
+    dropped = (out == 0)[0]
+    # the first layer's weight column of a dropped unit gets no gradient
+    grad = model.weights[0].grad[0]  # (in, H)
+    assert torch.all(grad[:, dropped] == 0)
+    assert torch.all(grad[:, ~dropped].abs().sum(0) > 0)
+
+
+def test_l1_penalty_sums_weights_not_biases():
+    model = stacked([3, 5, 2], [0, 1])
+    with torch.no_grad():
+        for b in model.biases:
+            b.fill_(100.0)
+    want = sum(w.abs().sum() for w in model.weights)
+    torch.testing.assert_close(model.l1_penalty(), want)
+    nets = [plain_network([3, 5, 2], "relu", s) for s in (0, 1)]
+    per_net = sum(lin.weight.abs().sum() for net in nets for lin in linears(net))
+    torch.testing.assert_close(model.l1_penalty(), per_net.detach(), rtol=1e-6, atol=1e-6)
+
+
+def test_cross_entropy_of_stacked_output_matches_per_member():
+    """Stacking does not mix members: loss of member k depends only on member k's weights."""
+    model = stacked([2, 8, 3], [0, 1, 2])
+    x = torch.randn(10, 2)
+    y = torch.randint(0, 3, (10,))
+    out = model(x)
+    F.cross_entropy(out[1], y).backward()
+    assert torch.all(model.weights[0].grad[0] == 0) and torch.all(model.weights[0].grad[2] == 0)
+    assert model.weights[0].grad[1].abs().sum() > 0

@@ -1,0 +1,133 @@
+"""Summaries: per-run final/best epochs and per-rate sweep statistics, against a direct count."""
+
+from __future__ import annotations
+
+import random
+import statistics
+
+import pytest
+
+from app.ml.summary import primary_metric, run_summary, summarize, sweep_summary
+
+
+def fake_epochs(rng: random.Random, n: int, task: str = "classification") -> list[dict]:
+    score = primary_metric(task)
+    rows = []
+    for epoch in range(1, n + 1):
+        train_loss, val_loss = rng.uniform(0.1, 1.0), rng.uniform(0.2, 1.5)
+        rows.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                     score: rng.uniform(0, 1), "generalization_gap": val_loss - train_loss})
+    return rows
+
+
+RATES = [0.0, 0.25, [0.5, 0.1]]
+
+
+@pytest.fixture
+def sweep_runs():
+    rng = random.Random(0)
+    runs = []
+    for rate in RATES:
+        for _ in range(4):
+            runs.append({"index": len(runs), "dropout": rate, "epochs": fake_epochs(rng, 6)})
+    return runs
+
+
+def test_sweep_summary_equals_a_direct_computation(sweep_runs):
+    summary = sweep_summary(sweep_runs, "classification")
+    assert [r["dropout"] for r in summary["rates"]] == RATES
+    for stats in summary["rates"]:
+        group = [r["epochs"] for r in sweep_runs if r["dropout"] == stats["dropout"]]
+        assert stats["runs"] == len(group) == 4
+        finals = [e[-1] for e in group]
+        bests = [min(e, key=lambda row: row["val_loss"]) for e in group]
+        want = {
+            "final_val_loss": [f["val_loss"] for f in finals],
+            "final_val_acc": [f["val_acc"] for f in finals],
+            "final_generalization_gap": [f["generalization_gap"] for f in finals],
+            "best_val_loss": [b["val_loss"] for b in bests],
+            "best_val_acc": [b["val_acc"] for b in bests],
+            "best_epoch": [float(b["epoch"]) for b in bests],
+        }
+        for name, values in want.items():
+            assert stats[name]["mean"] == pytest.approx(statistics.mean(values), rel=1e-12)
+            assert stats[name]["std"] == pytest.approx(statistics.stdev(values), rel=1e-12)
+            assert stats[name]["n"] == 4
+
+
+def test_best_dropout_has_the_lowest_mean_final_val_loss(sweep_runs):
+    means = {}
+    for run in sweep_runs:
+        means.setdefault(str(run["dropout"]), []).append(run["epochs"][-1]["val_loss"])
+    lowest = min(means, key=lambda k: statistics.mean(means[k]))
+    summary = sweep_summary(sweep_runs, "classification")
+    assert str(summary["best_dropout"]) == lowest
+    # make another rate clearly best and the answer follows
+    for run in sweep_runs:
+        if run["dropout"] == 0.25:
+            run["epochs"][-1]["val_loss"] = 0.01
+    assert sweep_summary(sweep_runs, "classification")["best_dropout"] == 0.25
+
+
+def test_one_run_per_rate_has_zero_std():
+    runs = [{"index": 0, "dropout": 0.1, "epochs": fake_epochs(random.Random(1), 3)}]
+    [stats] = sweep_summary(runs, "classification")["rates"]
+    assert stats["final_val_loss"] == {"mean": runs[0]["epochs"][-1]["val_loss"], "std": 0.0,
+                                       "n": 1}
+
+
+def test_runs_without_epochs_are_left_out():
+    runs = [{"index": 0, "dropout": 0.1, "epochs": []},
+            {"index": 1, "dropout": 0.2, "epochs": fake_epochs(random.Random(2), 2)}]
+    summary = sweep_summary(runs, "classification")
+    assert [r["dropout"] for r in summary["rates"]] == [0.2]
+    assert summary["best_dropout"] == 0.2
+    empty = sweep_summary([], "classification")
+    assert empty["rates"] == [] and empty["best_dropout"] is None
+
+
+def test_weight_decays_of_one_rate_are_separate_settings():
+    rng = random.Random(6)
+    runs = [{"index": i, "dropout": 0.5, "weight_decay": wd, "epochs": fake_epochs(rng, 3)}
+            for i, wd in enumerate([0.0, 0.0, 0.1, 0.1])]
+    runs[3]["epochs"][-1]["val_loss"] = runs[2]["epochs"][-1]["val_loss"] = 0.01
+    summary = sweep_summary(runs, "classification")
+    assert [(r["dropout"], r["weight_decay"], r["runs"]) for r in summary["rates"]] == [
+        (0.5, 0.0, 2), (0.5, 0.1, 2)]
+    assert (summary["best_dropout"], summary["best_weight_decay"]) == (0.5, 0.1)
+
+
+def test_diverged_runs_rank_last():
+    rng = random.Random(3)
+    diverged = fake_epochs(rng, 3)
+    diverged[-1]["val_loss"] = None  # NaN/inf losses are stored as None
+    runs = [{"index": 0, "dropout": 0.9, "epochs": diverged},
+            {"index": 1, "dropout": 0.0, "epochs": fake_epochs(rng, 3)}]
+    assert run_summary(diverged, "classification")["best_epoch"] in (1, 2)
+    assert sweep_summary(runs, "classification")["best_dropout"] == 0.0
+
+
+def test_run_summary_reports_final_and_best_epoch():
+    epochs = fake_epochs(random.Random(4), 8, "regression")
+    best = min(epochs, key=lambda e: e["val_loss"])
+    summary = run_summary(epochs, "regression")
+    assert summary["epochs_trained"] == 8
+    assert summary["final"] == {k: v for k, v in epochs[-1].items() if k != "epoch"}
+    assert summary["best_epoch"] == best["epoch"]
+    assert summary["best_val_loss"] == best["val_loss"]
+    assert summary["best_val_r2"] == best["val_r2"]
+    assert run_summary([], "regression") == {"epochs_trained": 0}
+
+
+def test_summarize_adds_sweep_statistics_only_for_many_runs(sweep_runs):
+    one = summarize(sweep_runs[:1], "classification")
+    assert one["metric"] == "val_acc" and one["task"] == "classification"
+    assert [r["index"] for r in one["runs"]] == [0]
+    assert "sweep" not in one
+    many = summarize(sweep_runs, "classification")
+    assert [r["index"] for r in many["runs"]] == list(range(12))
+    assert many["sweep"] == sweep_summary(sweep_runs, "classification")
+    with_test = summarize([{**sweep_runs[0], "test": {"test_acc": 0.75}}], "classification")
+    assert with_test["runs"][0]["test"] == {"test_acc": 0.75}
+    reg = [{"index": 0, "dropout": 0.0, "epochs": fake_epochs(random.Random(5), 2, "regression")}]
+    assert summarize(reg, "regression")["metric"] == "val_r2"
