@@ -179,7 +179,8 @@ class LocalExecutor:
             w.conn.send(("train", exp_id, row.config))
 
     def _drain(self, w: _Worker) -> None:
-        """Read every message waiting on a worker's pipe; write epochs in one transaction."""
+        """Read every message waiting on a worker's pipe; write its epochs (and snapshots) in
+        one transaction."""
         epochs: list[tuple[str, dict]] = []
         try:
             while w.conn.poll():
@@ -187,8 +188,9 @@ class LocalExecutor:
                 kind = msg[0]
                 if kind == "ready":
                     w.ready = True
-                elif kind == "epochs":
-                    epochs += [("epoch", {"run": run, **m}) for run, m in msg[2]]
+                elif kind in ("epochs", "snapshots"):  # kept in order, written together
+                    event = kind[:-1]
+                    epochs += [(event, {"run": run, **m}) for run, m in msg[2]]
                 else:
                     if epochs:
                         self._store_epochs(msg[1], epochs)

@@ -4,6 +4,7 @@ Runs in a child process (spawned, never forked from the server). It talks to the
 one Pipe:
     parent -> worker: ("train", exp_id, config_json) | None (exit)
     worker -> parent: ("ready",) | ("epochs", exp_id, [(run, metrics), ...])
+                      | ("snapshots", exp_id, [(run, snapshot), ...])
                       | ("finished", exp_id, status, summary) | ("error", exp_id, message)
 Epochs are sent in batches: everything reported during one epoch of the (possibly batched)
 model goes in one message, so the parent writes it in one transaction. A cancel is a shared
@@ -47,7 +48,11 @@ def worker_main(conn: Connection, cancel: Synchronized, threads: int) -> None:
                 ended_at = round(time.time(), 4)  # wall clock: lets bench/ measure event latency
                 conn.send(("epochs", _exp, [(run, {**m, "ended_at": ended_at}) for run, m in rows]))
 
-            result = train(config, on_epoch=on_epoch, should_stop=lambda: bool(cancel.value))
+            def on_snapshot(rows: list[tuple[int, dict]], _exp: str = exp_id) -> None:
+                conn.send(("snapshots", _exp, rows))
+
+            result = train(config, on_epoch=on_epoch, should_stop=lambda: bool(cancel.value),
+                           on_snapshot=on_snapshot)
             summary = summarize(result.run_dicts(), config.task)
             conn.send(("finished", exp_id, result.status, summary))
         except Exception:  # report, stay alive for the next experiment

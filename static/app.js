@@ -271,6 +271,170 @@
     return typeof setting.dropout === "number" ? setting.dropout : JSON.stringify(setting.dropout);
   }
 
+  // ---- insight: decision surface / MC-dropout curve, scrubbable by epoch -------------------
+
+  class SnapshotView {
+    constructor(panel, id, kind, runs) {
+      this.el = panel.querySelector(`[data-chart="${kind}"]`);
+      this.kind = kind; this.snaps = {}; this.follow = true; this.points = null;
+      this.scrub = panel.querySelector('[data-role="scrub"]');
+      this.label = panel.querySelector('[data-role="scrub-label"]');
+      this.runSelect = panel.querySelector('[data-role="snap-run"]');
+      this.run = this.runSelect ? Number(this.runSelect.value) : 0;
+      this.color = C;
+      fetch(`/api/experiments/${id}/points`).then((r) => r.ok ? r.json() : null)
+        .then((p) => { this.points = p; this.draw(); });
+      this.scrub.addEventListener("input", () => {
+        this.follow = Number(this.scrub.value) === Number(this.scrub.max);
+        this.draw();
+      });
+      if (this.runSelect) {
+        this.runSelect.addEventListener("change", () => {
+          this.run = Number(this.runSelect.value); this.follow = true; this.sync(); this.draw();
+        });
+      }
+    }
+
+    add(run, snap) {
+      (this.snaps[run] = this.snaps[run] || []).push(snap);
+      if (run === this.run) this.sync();
+    }
+
+    sync() { // the slider spans this run's snapshots; it follows the newest unless moved back
+      const list = this.snaps[this.run] || [];
+      this.scrub.max = String(Math.max(0, list.length - 1));
+      this.scrub.disabled = list.length < 2;
+      if (this.follow) this.scrub.value = this.scrub.max;
+    }
+
+    draw() {
+      const list = this.snaps[this.run] || [];
+      if (!list.length) return;
+      const snap = list[Math.min(Number(this.scrub.value), list.length - 1)];
+      this.label.textContent = `${snap.epoch}`;
+      this.el.dataset.epoch = String(snap.epoch);
+      const traces = this.kind === "surface" ? this.surface(snap) : this.curve(snap);
+      const lay = { margin: { l: 45, r: 10, t: 10, b: 40 }, height: 330, font: { size: 13 },
+                    showlegend: this.kind === "curve", legend: { orientation: "h", y: -0.15 },
+                    paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
+                    xaxis: { title: { text: "x₁ (standardized)" } },
+                    yaxis: { title: { text: this.kind === "surface" ? "x₂ (standardized)" : "y" } } };
+      if (this.kind === "surface") {
+        lay.xaxis.range = snap.extent.slice(0, 2); lay.yaxis.range = snap.extent.slice(2);
+      } else {
+        lay.xaxis.title.text = "x (standardized)";
+      }
+      Plotly.react(this.el, traces, lay, { responsive: true, displaylogo: false });
+    }
+
+    surface(snap) {
+      const n = snap.grid, raw = atob(snap.p1), z = [];
+      for (let i = 0; i < n; i++) {
+        const row = [];
+        for (let j = 0; j < n; j++) row.push(raw.charCodeAt(i * n + j) / 255);
+        z.push(row);
+      }
+      const [x0, x1, y0, y1] = snap.extent, step = (a, b) => (b - a) / (n - 1);
+      const xs = Array.from({ length: n }, (_, j) => x0 + j * step(x0, x1));
+      const ys = Array.from({ length: n }, (_, i) => y0 + i * step(y0, y1));
+      const traces = [
+        { type: "heatmap", x: xs, y: ys, z, zmin: 0, zmax: 1, zsmooth: "best", opacity: 0.75,
+          colorscale: [[0, C.train], [0.5, "#f7f7f7"], [1, C.val]],
+          colorbar: { title: { text: "p(class 1)" }, thickness: 12 },
+          hovertemplate: "x₁ %{x:.2f}, x₂ %{y:.2f}: p(class 1) = %{z:.2f}<extra></extra>" },
+        { type: "contour", x: xs, y: ys, z, showscale: false, hoverinfo: "skip",
+          contours: { start: 0.5, end: 0.5, size: 1, coloring: "none" },
+          line: { color: "#222", width: 2 } },
+      ];
+      if (this.points) {
+        for (const [split, open] of [["train", false], ["val", true]]) {
+          const pts = this.points[split];
+          traces.push({ type: "scatter", mode: "markers", hoverinfo: "skip",
+            name: split === "train" ? "training" : "validation",
+            x: pts.x.map((p) => p[0]), y: pts.x.map((p) => p[1]),
+            marker: { size: open ? 5 : 6, symbol: open ? "circle-open" : "circle",
+                      color: pts.y.map((c) => (c ? C.val : C.train)),
+                      line: { width: open ? 1 : 0.5, color: open ? undefined : "#fff" } } });
+        }
+      }
+      return traces;
+    }
+
+    curve(snap) {
+      const hi = snap.mc_mean.map((m, i) => m + 2 * snap.mc_std[i]);
+      const lo = snap.mc_mean.map((m, i) => m - 2 * snap.mc_std[i]);
+      const traces = [
+        { x: snap.x, y: lo, mode: "lines", line: { width: 0 }, showlegend: false, hoverinfo: "skip" },
+        { x: snap.x, y: hi, mode: "lines", line: { width: 0 }, fill: "tonexty",
+          fillcolor: "rgba(213,94,0,0.2)", name: `MC dropout mean ± 2 std (${snap.mc_passes} passes)` },
+        { x: snap.x, y: snap.mc_mean, mode: "lines", name: "MC dropout mean",
+          line: { color: C.val, dash: "dot", width: 2 } },
+        { x: snap.x, y: snap.pred, mode: "lines", name: "prediction (eval mode)",
+          line: { color: C.train, width: 3 } },
+      ];
+      if (this.points) {
+        traces.push({ x: this.points.train.x.map((p) => p[0]), y: this.points.train.y,
+                      mode: "markers", name: "training points",
+                      marker: { size: 5, color: "rgba(40,40,40,0.6)" } });
+      }
+      return traces;
+    }
+  }
+
+  function drawConfusion(el, matrix) {
+    const n = matrix.length, labels = Array.from({ length: n }, (_, i) => String(i));
+    Plotly.newPlot(el, [{
+      type: "heatmap", z: matrix, x: labels, y: labels, showscale: false,
+      colorscale: [[0, "#f7fbff"], [1, "#08519c"]],
+      text: matrix.map((r) => r.map(String)), texttemplate: "%{text}",
+      hovertemplate: "true %{y}, predicted %{x}: %{z}<extra></extra>",
+    }], { margin: { l: 50, r: 10, t: 10, b: 45 }, height: 300, font: { size: 13 },
+          xaxis: { title: { text: "predicted" }, type: "category" },
+          yaxis: { title: { text: "true" }, type: "category", autorange: "reversed" },
+          paper_bgcolor: "rgba(0,0,0,0)" }, { responsive: true, displaylogo: false });
+    el.dataset.total = String(matrix.flat().reduce((a, b) => a + b, 0));
+  }
+
+  // One sampled dropout mask over the real architecture: dropped units grey, kept units
+  // filled and labelled with their scale 1/(1-p). Wide layers show a sample of 12 units.
+  function drawThinned(box) {
+    const sizes = JSON.parse(box.dataset.sizes), rates = JSON.parse(box.dataset.rates);
+    const inputRate = Number(box.dataset.inputRate);
+    const layerRate = (i) => (i === 0 ? inputRate : i === sizes.length - 1 ? 0 : rates[i - 1]);
+    const W = 520, H = 260, SHOW = 12, colW = W / sizes.length;
+    const cols = sizes.map((n, i) => {
+      const shown = Math.min(n, SHOW), p = layerRate(i);
+      return Array.from({ length: shown }, (_, j) => ({
+        x: colW * (i + 0.5), y: 22 + ((H - 60) * (j + 0.5)) / shown, kept: Math.random() >= p,
+      }));
+    });
+    let svg = `<svg viewBox="0 0 ${W} ${H}" xmlns="http://www.w3.org/2000/svg" role="img" ` +
+              `aria-label="network with one dropout mask">`;
+    for (let i = 0; i + 1 < cols.length; i++) {
+      for (const a of cols[i]) for (const b of cols[i + 1]) {
+        if (a.kept && b.kept) svg += `<line x1="${a.x}" y1="${a.y}" x2="${b.x}" y2="${b.y}" stroke="#9fb3c8" stroke-width="0.5"/>`;
+      }
+    }
+    let kept = 0, total = 0;
+    cols.forEach((col, i) => {
+      const p = layerRate(i), r = Math.max(3, Math.min(8, 90 / col.length));
+      for (const u of col) {
+        svg += u.kept
+          ? `<circle cx="${u.x}" cy="${u.y}" r="${r}" fill="${i === 0 ? "#555" : C.train}"/>`
+          : `<circle cx="${u.x}" cy="${u.y}" r="${r}" fill="#e6e6e6" stroke="#8a8a8a" stroke-dasharray="2 2"/>`;
+        if (i > 0 && i < cols.length - 1) { total += 1; kept += u.kept ? 1 : 0; }
+      }
+      const name = i === 0 ? "input" : i === cols.length - 1 ? "output" : `hidden ${i}`;
+      const more = sizes[i] > col.length ? ` (${col.length} of ${sizes[i]})` : "";
+      const info = p > 0 ? `p=${p}, keep ${(1 - p).toFixed(2)}, ×${(1 / (1 - p)).toFixed(2)}` : "no dropout";
+      svg += `<text x="${col[0].x}" y="${H - 26}" text-anchor="middle" font-size="11">${name}${more}</text>`;
+      svg += `<text x="${col[0].x}" y="${H - 12}" text-anchor="middle" font-size="10" fill="#555">${info}</text>`;
+    });
+    svg += "</svg>";
+    box.innerHTML = svg;
+    box.dataset.kept = String(kept); box.dataset.total = String(total);
+  }
+
   // ---- a run panel: charts + stream ---------------------------------------------------------
 
   function initRun(panel) {
@@ -288,13 +452,22 @@
     const sweep = sweepEl && new SweepChart(sweepEl, panel.querySelector('[data-role="sweep-metric"]'),
       task, settings, runs, epochs, (key) => charts.forEach((c) => c.highlight(key)));
     const $ = (role) => panel.querySelector(`[data-role="${role}"]`);
-    let received = 0, timer = null, dirty = new Set(), finishedRun = false;
+    let received = 0, timer = null, dirty = new Set(), finishedRun = false, snapDirty = false;
+    const insightBox = panel.querySelector("[data-insight]");
+    const snapshots = insightBox && insightBox.dataset.insight
+      ? new SnapshotView(panel, id, insightBox.dataset.insight, runs) : null;
+    const thinned = $("thinned");
+    if (thinned) {
+      drawThinned(thinned);
+      $("resample").addEventListener("click", () => drawThinned(thinned));
+    }
 
     function flush() {
       timer = null;
       charts.forEach((c) => c.flush(series, dirty));
       if (sweep && finishedRun) sweep.draw(series);
-      dirty = new Set(); finishedRun = false;
+      if (snapshots && snapDirty) snapshots.draw();
+      dirty = new Set(); finishedRun = false; snapDirty = false;
       panel.dataset.points = String(received);
       $("progress").value = received;
       $("progress-text").textContent = `${received} / ${panel.dataset.total} epochs`;
@@ -322,6 +495,13 @@
     panel._source = source;
     source.addEventListener("status", (e) => setStatus(JSON.parse(e.data).status));
     source.addEventListener("epoch", (e) => onEpoch(JSON.parse(e.data)));
+    source.addEventListener("snapshot", (e) => {
+      if (!snapshots) return;
+      const snap = JSON.parse(e.data);
+      snapshots.add(snap.run, snap);
+      snapDirty = true;
+      if (!timer) timer = setTimeout(flush, FLUSH_MS);
+    });
     for (const final of ["done", "failed", "cancelled"]) {
       source.addEventListener(final, (e) => {
         source.close();
@@ -330,6 +510,9 @@
         flush();
         const data = JSON.parse(e.data);
         setStatus(final, data.error);
+        const confusion = data.summary && data.summary.runs && data.summary.runs[0].confusion;
+        const confusionEl = panel.querySelector('[data-chart="confusion"]');
+        if (confusion && confusionEl) { confusionEl.innerHTML = ""; drawConfusion(confusionEl, confusion); }
         panel.dataset.final = final;
         document.body.dispatchEvent(new CustomEvent(`dp:final-${id}`));
         document.body.dispatchEvent(new CustomEvent("dp:final"));

@@ -68,6 +68,19 @@ CATALOG: dict[str, DatasetInfo] = {
 }
 
 
+def picture(name: str, extra_features: int = 0) -> Literal["surface", "curve"] | None:
+    """What can be drawn of a model on this data: a decision surface over the input plane
+    (2-D, two classes), a prediction curve (1-D regression), or nothing."""
+    info = CATALOG[name]
+    if extra_features:
+        return None
+    if info.task == "classification" and info.n_features == 2 and info.n_classes == 2:
+        return "surface"
+    if info.task == "regression" and info.n_features == 1:
+        return "curve"
+    return None
+
+
 @dataclass
 class Split:
     """One split: inputs (N, D) float32 and targets (N,) int64 or float32."""

@@ -22,15 +22,12 @@ def member_loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
 
 def classification(out: torch.Tensor, y: torch.Tensor, detailed: bool) -> dict[str, torch.Tensor]:
     """out (K, N, C) logits, y (K, N) labels -> dict of (K,) tensors."""
-    k, n, c = out.shape
     pred = out.argmax(-1)
     metrics = {"loss": member_loss(out, y, "classification"), "acc": (pred == y).float().mean(1)}
     if detailed:
-        # confusion[k, true, pred], counted for all members with one bincount
-        flat = (torch.arange(k)[:, None] * c + y) * c + pred
-        confusion = torch.bincount(flat.reshape(-1), minlength=k * c * c).view(k, c, c).float()
-        tp = confusion.diagonal(dim1=1, dim2=2)
-        predicted, actual = confusion.sum(1), confusion.sum(2)
+        counts = confusion(out, y).float()  # (K, C, C): all members with one bincount
+        tp = counts.diagonal(dim1=1, dim2=2)
+        predicted, actual = counts.sum(1), counts.sum(2)
         present = (predicted + actual) > 0
         precision = tp / predicted.clamp_min(1)
         recall = tp / actual.clamp_min(1)
@@ -39,6 +36,13 @@ def classification(out: torch.Tensor, y: torch.Tensor, detailed: bool) -> dict[s
         for name, per_class in (("precision", precision), ("recall", recall), ("f1", f1)):
             metrics[name] = (per_class * present).sum(1) / count
     return metrics
+
+
+def confusion(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """out (K, N, C) logits, y (K, N) labels -> (K, C, C) counts, [member, true, predicted]."""
+    k, n, c = out.shape
+    flat = (torch.arange(k)[:, None] * c + y) * c + out.argmax(-1)
+    return torch.bincount(flat.reshape(-1), minlength=k * c * c).view(k, c, c)
 
 
 def regression(out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -67,7 +67,25 @@ class StackedMLP(nn.Module):
         Like nn.Dropout, dropout acts only in training mode (`model.train()`); in eval mode the
         network is deterministic and uses every unit unscaled.
         """
-        mask = self.masks.sample(x.shape[-2]) if self.training else None
+        return self._forward(x, self.masks.sample(x.shape[-2]) if self.training else None)
+
+    @torch.no_grad()
+    def mc_predict(self, x: torch.Tensor, passes: int, seed: int) -> torch.Tensor:
+        """Monte Carlo dropout (Gal & Ghahramani 2016): `passes` forward passes with dropout ON
+        at prediction time, each with fresh masks. x (n, in) -> (K, passes, n, out).
+
+        A different use of dropout than training: it samples thinned networks to estimate
+        uncertainty. Masks come from a private stream (seed), never the training one, so
+        asking for a prediction does not change how the model trains.
+        """
+        sampler = _MaskSampler(self.sizes, self.layer_rates, self.input_rates,
+                               [seed + k for k in range(self.k)])
+        n = x.shape[0]
+        mask = sampler.sample(passes * n)
+        out = self._forward(x.repeat(passes, 1), mask)  # (K, passes * n, out)
+        return out.view(self.k, passes, n, -1)
+
+    def _forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if mask is not None and self.masks.input_cols:
             x = x * mask[..., self.masks.input_cols]
         *hidden, last = range(len(self.weights))

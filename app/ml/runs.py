@@ -7,6 +7,7 @@ set of runs side by side in one batched model and each still trains exactly as i
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,3 +72,26 @@ def fold_indices(n: int, folds: int, seed: int) -> list[np.ndarray]:
     """
     order = np.random.default_rng(seed).permutation(n)
     return [np.sort(part) for part in np.array_split(order, folds)]
+
+
+def epoch_fields(task: str) -> list[str]:
+    """The per-epoch metric names, in a stable order (CSV columns, charts)."""
+    if task == "classification":
+        return ["epoch", "train_loss", "train_loss_dropout", "train_acc", "val_loss", "val_acc",
+                "val_precision", "val_recall", "val_f1", "generalization_gap"]
+    return ["epoch", "train_loss", "train_loss_dropout", "train_r2", "val_loss", "val_r2",
+            "generalization_gap"]
+
+
+SNAPSHOT_RUNS = 8  # at most this many runs of an experiment report snapshots
+
+
+def snapshot_runs(specs: list[RunSpec], limit: int = SNAPSHOT_RUNS) -> set[int]:
+    """Runs that report snapshots (app.ml.insight): the first fold and seed of each setting
+    (rate, weight decay), at most `limit` of them."""
+    chosen: dict[tuple, int] = {}
+    for s in specs:
+        key = (json.dumps(s.dropout), s.weight_decay)
+        if key not in chosen and len(chosen) < limit:
+            chosen[key] = s.index
+    return set(chosen.values())

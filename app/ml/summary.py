@@ -88,7 +88,9 @@ def summarize(runs: Sequence[dict], task: str) -> dict:
     """The experiment summary of CONTRACT.md: per-run results, plus per-rate stats if many."""
     out: dict = {"task": task, "metric": primary_metric(task),
                  "runs": [{"index": r["index"], **run_summary(r["epochs"], task),
-                           **({"test": r["test"]} if r.get("test") else {})} for r in runs]}
+                           **({"test": r["test"]} if r.get("test") else {}),
+                           **({"confusion": r["confusion"]} if r.get("confusion") else {})}
+                          for r in runs]}
     if len(runs) > 1:
         out["sweep"] = sweep_summary(runs, task)
     return out

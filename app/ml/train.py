@@ -19,14 +19,15 @@ from typing import Literal
 import numpy as np
 import torch
 
-from app.ml import datasets, metrics
+from app.ml import datasets, insight, metrics
 from app.ml.config import ExperimentConfig
 from app.ml.model import StackedMLP
 from app.ml.optim import FusedOptimizer
-from app.ml.runs import RunSpec, fold_indices, plan_runs
+from app.ml.runs import RunSpec, epoch_fields, fold_indices, plan_runs, snapshot_runs
 
 # Called once per epoch of a group of runs trained side by side: [(run index, metrics), ...]
 EpochCallback = Callable[[list[tuple[int, dict]]], None]
+SnapshotCallback = Callable[[list[tuple[int, dict]]], None]  # [(run index, snapshot), ...]
 MAX_MEMBERS = 32  # runs trained side by side in one stacked model
 EVAL_FLOATS = 8_000_000  # activations held at once while evaluating (32 MB)
 
@@ -36,6 +37,7 @@ class RunResult:
     spec: RunSpec
     epochs: list[dict] = field(default_factory=list)
     test: dict | None = None  # held-out test metrics after the last epoch (eval mode)
+    confusion: list[list[int]] | None = None  # final validation confusion [true][predicted]
 
 
 @dataclass
@@ -47,20 +49,12 @@ class ExperimentResult:
         """Plain dicts, as app.ml.summary.summarize takes them."""
         return [{"index": r.spec.index, "dropout": r.spec.dropout, "fold": r.spec.fold,
                  "repeat": r.spec.repeat, "weight_decay": r.spec.weight_decay,
-                 "epochs": r.epochs, "test": r.test} for r in self.runs]
+                 "epochs": r.epochs, "test": r.test, "confusion": r.confusion}
+                for r in self.runs]
 
 
 class Cancelled(Exception):
     """Raised inside the step loop when should_stop() says so."""
-
-
-def epoch_fields(task: str) -> list[str]:
-    """The per-epoch metric names, in a stable order (CSV columns, charts)."""
-    if task == "classification":
-        return ["epoch", "train_loss", "train_loss_dropout", "train_acc", "val_loss", "val_acc",
-                "val_precision", "val_recall", "val_f1", "generalization_gap"]
-    return ["epoch", "train_loss", "train_loss_dropout", "train_r2", "val_loss", "val_r2",
-            "generalization_gap"]
 
 
 def train(
@@ -68,16 +62,25 @@ def train(
     on_epoch: EpochCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     max_members: int = MAX_MEMBERS,
+    on_snapshot: SnapshotCallback | None = None,
 ) -> ExperimentResult:
-    """Train every run of `config`; returns all metrics (also streamed through on_epoch)."""
+    """Train every run of `config`; returns all metrics (also streamed through on_epoch).
+
+    With `on_snapshot`, 2-D classification and 1-D regression runs also report decision
+    surfaces or prediction curves every few epochs (see app.ml.insight).
+    """
     on_epoch = on_epoch or (lambda rows: None)
     should_stop = should_stop or (lambda: False)
     d = config.dataset
     data = datasets.load(d.name, d.n_train, d.noise, d.seed, d.label_noise, d.extra_features)
-    results = {spec.index: RunResult(spec) for spec in plan_runs(config)}
+    specs = plan_runs(config)
+    results = {spec.index: RunResult(spec) for spec in specs}
+    snap_runs: set[int] = set()
+    if on_snapshot and datasets.picture(d.name, d.extra_features):
+        snap_runs = snapshot_runs(specs)
     try:
         for group in _groups(config, list(results.values()), data, max_members):
-            group.fit(config, on_epoch, should_stop)
+            group.fit(config, on_epoch, should_stop, on_snapshot, snap_runs)
     except Cancelled:
         return ExperimentResult("cancelled", list(results.values()))
     return ExperimentResult("done", list(results.values()))
@@ -110,7 +113,8 @@ class _Group:
     test: _Data
     task: str
 
-    def fit(self, config: ExperimentConfig, on_epoch, should_stop) -> None:
+    def fit(self, config: ExperimentConfig, on_epoch, should_stop, on_snapshot=None,
+            snap_runs: set[int] = frozenset()) -> None:
         cfg = config.train
         specs = [r.spec for r in self.results]
         k = len(specs)
@@ -129,6 +133,10 @@ class _Group:
         offsets = torch.zeros(k, 1, dtype=torch.long) if self.train.shared else (
             torch.arange(k)[:, None] * n)
         fields = epoch_fields(self.task)
+        members = [i for i, r in enumerate(self.results) if r.spec.index in snap_runs]
+        snapper = insight.Snapshotter(self.task, self.train.x.reshape(-1, n_in), members) \
+            if members else None
+        snap_at = insight.snapshot_epochs(cfg.epochs)
         for epoch in range(1, cfg.epochs + 1):
             model.train()
             # one permutation per member from its own generator: (K, n) rows into x_flat
@@ -156,6 +164,14 @@ class _Group:
                 result.epochs.append(row)
                 reported.append((result.spec.index, row))
             on_epoch(reported)
+            if snapper and epoch in snap_at:
+                on_snapshot([(self.results[k].spec.index, snap)
+                             for k, snap in snapper.take(model, epoch)])
+        if self.task == "classification":
+            with torch.no_grad():
+                counts = metrics.confusion(_forward_all(model, self.val), self.val.y).tolist()
+            for result, c in zip(self.results, counts):
+                result.confusion = c
         test = _measure(model, self.test, self.task, detailed=True)
         names = list(test)
         for result, values in zip(self.results, torch.stack(list(test.values()), 1).tolist()):
@@ -174,13 +190,19 @@ class _Group:
         return [[_tidy(v) for v in row] for row in torch.stack(cols, 1).tolist()]
 
 
-def _measure(model: StackedMLP, data: _Data, task: str, detailed: bool) -> dict[str, torch.Tensor]:
-    """Forward pass in eval mode over a whole split (in row chunks to bound memory)."""
+def _forward_all(model: StackedMLP, data: _Data) -> torch.Tensor:
+    """Eval-mode outputs (K, n, out) over a whole split, in row chunks to bound memory."""
     model.eval()
     k, n = data.y.shape
     rows = max(1, EVAL_FLOATS // (k * max(model.sizes)))
     with torch.no_grad():
-        out = torch.cat([model(data.x[..., i:i + rows, :]) for i in range(0, n, rows)], 1)
+        return torch.cat([model(data.x[..., i:i + rows, :]) for i in range(0, n, rows)], 1)
+
+
+def _measure(model: StackedMLP, data: _Data, task: str, detailed: bool) -> dict[str, torch.Tensor]:
+    """Eval-mode metrics over a whole split."""
+    out = _forward_all(model, data)
+    with torch.no_grad():
         if task == "classification":
             return metrics.classification(out, data.y, detailed)
         return metrics.regression(out, data.y)

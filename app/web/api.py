@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 
@@ -38,6 +39,15 @@ def cancel_experiment(row: ExperimentDep, store: StoreDep, executor: ExecutorDep
     executor.cancel(row.id)
     now = store.get(row.id)
     return {"id": row.id, "status": now.status if now else row.status, "cancel_requested": True}
+
+
+@router.get("/{exp_id}/points")
+async def experiment_points(row: ExperimentDep) -> dict:
+    """The data the decision surface or prediction curve is drawn over (2-D sets and sine)."""
+    config = experiments.config_of(row)
+    if experiments.insight_kind(config) is None:
+        raise NotFound("points are drawn only for 2-D classification and 1-D regression")
+    return await anyio.to_thread.run_sync(experiments.points_json, config)
 
 
 @router.get("/{exp_id}/config.json")

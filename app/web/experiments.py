@@ -6,10 +6,12 @@ import csv
 import io
 import json
 
+import numpy as np
+
 from app.jobs import LocalExecutor, QueueFull
+from app.ml import datasets
 from app.ml.config import ExperimentConfig
-from app.ml.runs import plan_runs
-from app.ml.train import epoch_fields
+from app.ml.runs import epoch_fields, plan_runs
 from app.store import ExperimentRow, Store
 from app.web.errors import TooBusy
 
@@ -67,11 +69,32 @@ def experiment_json(row: ExperimentRow, store: Store,
         "progress": {"epochs_done": row.epochs_done, "epochs_total": row.total_epochs},
         "error": row.error,
         "runs": runs_json(row, store),
+        "snapshots": [json.loads(e.data) for e in store.events_after(row.id, kinds=["snapshot"])],
         "summary": json.loads(row.summary) if row.summary else {},
     }
     if executor is not None and row.status == "queued":
         out["queue_position"] = executor.queue_position(row.id)
     return out
+
+
+def insight_kind(config: ExperimentConfig) -> str | None:
+    """Which picture the run panel can draw: a decision surface, a prediction curve, or none."""
+    return datasets.picture(config.dataset.name, config.dataset.extra_features)
+
+
+POINTS_SHOWN = 400  # validation points drawn over a decision surface
+
+
+def points_json(config: ExperimentConfig) -> dict:
+    """Training and (a sample of) validation points, standardized as the network sees them."""
+    d = config.dataset
+    data = datasets.load(d.name, d.n_train, d.noise, d.seed, d.label_noise, d.extra_features)
+    val = data.val
+    take = np.random.default_rng(0).permutation(len(val.y))[:POINTS_SHOWN]
+    return {
+        "train": {"x": np.round(data.train.x, 4).tolist(), "y": data.train.y.tolist()},
+        "val": {"x": np.round(val.x[take], 4).tolist(), "y": val.y[take].tolist()},
+    }
 
 
 def metrics_csv(row: ExperimentRow, store: Store) -> str:

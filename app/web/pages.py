@@ -16,8 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from app.ml.datasets import CATALOG
-from app.ml.runs import plan_runs
-from app.ml.train import epoch_fields
+from app.ml.runs import epoch_fields, plan_runs, snapshot_runs
 from app.store import ExperimentRow, Store
 from app.web import experiments, forms
 from app.web.deps import ClientDep, ExecutorDep, ExperimentDep, SettingsDep, StoreDep
@@ -53,9 +52,15 @@ def run_context(row: ExperimentRow, store: Store) -> dict:
     """What partials/run.html needs: ids, the runs' labels, and where to stream from."""
     config = experiments.config_of(row)
     runs = [{"index": s.index, "dropout": s.dropout, "fold": s.fold, "repeat": s.repeat,
-             "weight_decay": s.weight_decay} for s in plan_runs(config)]
+             "weight_decay": s.weight_decay, "layer_rates": list(s.layer_rates),
+             "input_rate": s.input_rate} for s in plan_runs(config)]
+    info = CATALOG[config.dataset.name]
     rates = config.sweep.rates(config.train.seed) if config.sweep else None
     return {"exp": row, "config": config, "task": config.task, "runs": runs, "rates": rates,
+            "insight": experiments.insight_kind(config),
+            "snapshot_runs": sorted(snapshot_runs(plan_runs(config))),
+            "config_inputs": info.n_features + config.dataset.extra_features,
+            "config_outputs": info.n_classes,
             "sweep_text": _sweep_text(config, rates), "fields": epoch_fields(config.task),
             "query": forms.config_to_query(config)}
 
