@@ -96,6 +96,19 @@ class StackedMLP(nn.Module):
                 x = x * mask[..., self.masks.layer_cols[i]]
         return _affine(x, self.weights[last], self.biases[last])
 
+    def members(self, index: torch.Tensor) -> StackedMLP:
+        """A view of some members (for predictions; shares no training state)."""
+        sub = StackedMLP.__new__(StackedMLP)
+        nn.Module.__init__(sub)
+        sub.sizes, sub.act, sub.act_, sub.k = self.sizes, self.act, self.act_, len(index)
+        sub.layer_rates = [self.layer_rates[i] for i in index.tolist()]
+        sub.input_rates = [self.input_rates[i] for i in index.tolist()]
+        sub.weights = [w.detach().index_select(0, index) for w in self.weights]
+        sub.biases = [b.detach().index_select(0, index) for b in self.biases]
+        sub.masks = _MaskSampler(self.sizes, sub.layer_rates, sub.input_rates, [0] * sub.k)
+        sub.eval()
+        return sub
+
     def l1_penalty(self) -> torch.Tensor:
         """Sum of |w| over weight matrices (biases are not penalized), summed over members."""
         return sum(w.abs().sum() for w in self.weights)

@@ -136,7 +136,9 @@ class _Group:
         members = [i for i, r in enumerate(self.results) if r.spec.index in snap_runs]
         snapper = insight.Snapshotter(self.task, self.train.x.reshape(-1, n_in), members) \
             if members else None
-        snap_at = insight.snapshot_epochs(cfg.epochs)
+        snap_at = insight.snapshot_epochs(
+            cfg.epochs, snapper.rows if snapper else 0,
+            insight.epoch_rows(n, self.val.y.shape[1]))
         for epoch in range(1, cfg.epochs + 1):
             model.train()
             # one permutation per member from its own generator: (K, n) rows into x_flat
