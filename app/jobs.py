@@ -25,7 +25,7 @@ import logging
 import multiprocessing as mp
 import os
 import threading
-from collections import deque
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -38,7 +38,13 @@ Publish = Callable[[str, Sequence[Event]], None]
 
 
 class QueueFull(Exception):
-    """The queue holds max_queued experiments already: the API answers 429."""
+    """Over a queue limit (in total or for one client): the API answers 429 with this text."""
+
+
+@dataclass
+class _Job:
+    exp_id: str
+    owner: str | None
 
 
 @dataclass
@@ -47,7 +53,10 @@ class _Worker:
     conn: Connection
     cancel: object  # multiprocessing.Value('b'): 1 asks the running experiment to stop
     job: str | None = None
+    owner: str | None = None
     ready: bool = False
+    started: float = 0.0  # time.monotonic() when the job started
+    timed_out: bool = False
 
 
 @dataclass
@@ -57,8 +66,10 @@ class LocalExecutor:
     workers: int
     threads: int
     max_queued: int
+    max_per_client: int = 1_000_000  # queued + running experiments of one client
+    max_run_seconds: float = float("inf")  # wall time of one experiment
     _pool: list[_Worker] = field(default_factory=list)
-    _queue: deque[str] = field(default_factory=deque)
+    _queue: list[_Job] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stopping: bool = False
 
@@ -73,7 +84,7 @@ class LocalExecutor:
             self._finish(row.id, "failed", {"error": "the server restarted during training; "
                                                      "the epochs trained before are kept"})
         for row in self.store.with_status("queued"):
-            self._queue.append(row.id)
+            self._queue.append(_Job(row.id, row.owner))
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
         self._thread.start()
 
@@ -97,11 +108,23 @@ class LocalExecutor:
 
     # -- called from request handlers ----------------------------------------------------------
 
-    def submit(self, exp_id: str) -> None:
+    def check_room(self, owner: str | None) -> None:
+        """Raise QueueFull (with the limit and the value) if `owner` may not queue one more."""
         with self._lock:
             if len(self._queue) >= self.max_queued:
-                raise QueueFull
-            self._queue.append(exp_id)
+                raise QueueFull(f"the server is busy: {len(self._queue)} experiments are "
+                                f"waiting, the limit is {self.max_queued}")
+            mine = sum(1 for j in self._queue if j.owner == owner) + sum(
+                1 for w in self._pool if w.job and w.owner == owner)
+            if owner is not None and mine >= self.max_per_client:
+                raise QueueFull(f"you have {mine} experiments queued or running, the limit "
+                                f"per person is {self.max_per_client}: wait for one to finish "
+                                "or stop one")
+
+    def submit(self, exp_id: str, owner: str | None = None) -> None:
+        self.check_room(owner)
+        with self._lock:
+            self._queue.append(_Job(exp_id, owner))
         self._wake()
 
     def ready_workers(self) -> int:
@@ -114,18 +137,18 @@ class LocalExecutor:
     def queue_position(self, exp_id: str) -> int | None:
         """1-based place in the queue, or None when not waiting."""
         with self._lock:
-            try:
-                return self._queue.index(exp_id) + 1
-            except ValueError:
-                return None
+            ids = [j.exp_id for j in self._queue]
+        return ids.index(exp_id) + 1 if exp_id in ids else None
 
     def cancel(self, exp_id: str) -> bool:
         """Ask an experiment to stop; True if it was queued or running here."""
         with self._lock:
-            if exp_id in self._queue:
-                self._queue.remove(exp_id)
-                self._finish(exp_id, "cancelled", {})
-                return True
+            job = next((j for j in self._queue if j.exp_id == exp_id), None)
+            if job is not None:
+                self._queue.remove(job)
+        if job is not None:
+            self._finish(exp_id, "cancelled", {})
+            return True
         for w in self._pool:
             if w.job == exp_id:
                 w.cancel.value = 1
@@ -149,32 +172,63 @@ class LocalExecutor:
 
     def _run(self) -> None:
         while not self._stopping:
-            self._assign()
-            conns = {w.conn: w for w in self._pool}
-            sentinels = {w.process.sentinel: w for w in self._pool}
-            for ready in wait([*conns, *sentinels, self._wake_r], timeout=1.0):
-                if ready == self._wake_r:
-                    os.read(self._wake_r, 4096)
-                elif ready in conns:
-                    self._drain(conns[ready])
-                elif ready in sentinels:
-                    self._replace(sentinels[ready])
+            try:
+                self._step()
+            except Exception:  # e.g. the database is locked or the disk is full: keep serving
+                log.exception("dispatcher error")
+                time.sleep(0.5)
+
+    def _step(self) -> None:
+        self._assign()
+        self._enforce_time_limit()
+        conns = {w.conn: w for w in self._pool}
+        sentinels = {w.process.sentinel: w for w in self._pool}
+        for ready in wait([*conns, *sentinels, self._wake_r], timeout=1.0):
+            if ready == self._wake_r:
+                os.read(self._wake_r, 4096)
+            elif ready in conns:
+                self._drain(conns[ready])
+            elif ready in sentinels:
+                self._replace(sentinels[ready])
+
+    def _enforce_time_limit(self) -> None:
+        now = time.monotonic()
+        for w in self._pool:
+            if w.job and not w.timed_out and now - w.started > self.max_run_seconds:
+                w.timed_out = True
+                w.cancel.value = 1  # the worker stops between steps and reports "cancelled"
+
+    def _next_job(self) -> _Job | None:
+        """Fair order: the oldest job of the client with the fewest experiments running, so
+        one person's long sweep never starves everyone else's single runs."""
+        with self._lock:
+            if not self._queue:
+                return None
+            running: dict[str | None, int] = {}
+            for w in self._pool:
+                if w.job:
+                    running[w.owner] = running.get(w.owner, 0) + 1
+            job = min(enumerate(self._queue),
+                      key=lambda item: (running.get(item[1].owner, 0), item[0]))[1]
+            self._queue.remove(job)
+            return job
 
     def _assign(self) -> None:
         for w in self._pool:
             if not (w.ready and w.job is None):
                 continue
-            with self._lock:
-                if not self._queue:
-                    return
-                exp_id = self._queue.popleft()
+            job = self._next_job()
+            if job is None:
+                return
+            exp_id = job.exp_id
             row = self.store.get(exp_id)
             if row is None or row.status != "queued":
                 continue
             events = self.store.transition(exp_id, "running")
             if not events:  # cancelled in the meantime
                 continue
-            w.job, w.cancel.value = exp_id, 0
+            w.job, w.owner, w.cancel.value = exp_id, job.owner, 0
+            w.started, w.timed_out = time.monotonic(), False
             self.publish(exp_id, events)
             w.conn.send(("train", exp_id, row.config))
 
@@ -197,7 +251,14 @@ class LocalExecutor:
                         epochs = []
                     if kind == "finished":
                         _, exp_id, status, summary = msg
-                        self._finish(exp_id, status, {"summary": summary})
+                        if status == "cancelled" and w.timed_out:
+                            self._finish(exp_id, "failed", {
+                                "summary": summary,
+                                "error": f"stopped after the time limit of "
+                                         f"{self.max_run_seconds:g} s per experiment; the "
+                                         "epochs trained before are kept"})
+                        else:
+                            self._finish(exp_id, status, {"summary": summary})
                     else:  # "error"
                         self._finish(msg[1], "failed", {"error": msg[2]})
                     w.job = None

@@ -39,6 +39,18 @@ class Settings(BaseSettings):
         32, ge=1, le=10_000,
         description="Experiments waiting for a worker, in total; above it the API answers 429.",
     )
+    max_queued_per_client: int = Field(
+        4, ge=1, le=1000,
+        description="Experiments one browser may have queued or running at once; above it 429.",
+    )
+    max_run_seconds: float = Field(
+        900.0, gt=0,
+        description="Wall time one experiment may train; then it is stopped (epochs kept) and "
+        "marked failed.",
+    )
+    create_per_minute: int = Field(
+        30, ge=1, description="Experiments one browser may create per minute (rate limit)."
+    )
     max_body_bytes: int = Field(
         64 * 1024, ge=1024, description="Largest request body accepted (bytes); above it 413."
     )

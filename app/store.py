@@ -32,6 +32,9 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import (
+    delete as sa_delete,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -169,6 +172,12 @@ class Store:
             kind = status if status in FINAL_STATUSES else "status"
             return self._append(s, exp_id, [(kind, {"status": status, **(extra or {})})],
                                 status=status, **fields)
+
+    def delete(self, exp_id: str) -> None:
+        """Remove an experiment and its events."""
+        with self._write, Session(self.engine) as s, s.begin():
+            s.execute(sa_delete(EventRow).where(EventRow.experiment_id == exp_id))
+            s.execute(sa_delete(ExperimentRow).where(ExperimentRow.id == exp_id))
 
     def rename(self, exp_id: str, name: str) -> None:
         with self._write, Session(self.engine) as s, s.begin():

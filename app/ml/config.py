@@ -40,14 +40,30 @@ def limit_error(field: str, message: str) -> PydanticCustomError:
     return PydanticCustomError("limit", message, {"field": field})
 
 
+def error_field(loc: tuple | list, ctx: dict | None = None, kind: str = "") -> str:
+    """The dotted config field an error is about: list indices and pydantic's union-branch
+    tags ('float', 'list[float]', 'constrained-float') dropped; a cross-field rule names the
+    field to change through its context."""
+    if ctx and ctx.get("field"):
+        return ctx["field"]
+    if kind.startswith("json_"):  # malformed JSON: its location is a byte offset
+        return "body"
+    parts = [str(p) for p in loc if not isinstance(p, int) and not _union_tag(str(p))]
+    return ".".join(parts) or "config"
+
+
+def _union_tag(part: str) -> bool:
+    return part in ("float", "int", "str", "bool") or part.startswith(
+        ("list[", "constrained-", "function-", "json-or-python", "lax-or-strict"))
+
+
 def describe_errors(err: ValidationError) -> list[dict[str, str]]:
-    """[{"field": "dataset.n_train", "message": "..."}]: readable errors for the API and CLI."""
-    out = []
+    """[{"field": "dataset.n_train", "message": "..."}]: readable errors for the API and CLI,
+    one per field (the first; a union's other branches only repeat it less clearly)."""
+    out: dict[str, str] = {}
     for e in err.errors(include_url=False):
-        loc = [str(p) for p in e["loc"] if not str(p).startswith(("constrained-", "list["))]
-        field = (e.get("ctx") or {}).get("field") or ".".join(loc) or "config"
-        out.append({"field": field, "message": e["msg"]})
-    return out
+        out.setdefault(error_field(e["loc"], e.get("ctx"), e["type"]), e["msg"])
+    return [{"field": f, "message": m} for f, m in out.items()]
 
 
 class _Strict(BaseModel):

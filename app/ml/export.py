@@ -61,10 +61,10 @@ $config
 
 $about
 SEED = $seed  # seeds the initial weights and data order (torch) and the dropout masks (numpy)
-LAYER_RATES = $layer_rates  # dropout rate p of each hidden layer (a sweep's rate replaces CONFIG's)
-INPUT_RATE = $input_rate  # dropout rate p of the input features
-WEIGHT_DECAY = $weight_decay  # weight decay (a sweep may replace CONFIG's)$fold_constants
-
+LAYER_RATES = $layer_rates  # dropout rate p of each hidden layer (a sweep may replace CONFIG's)
+INPUT_RATE = $input_rate  # dropout rate p of the input features (a sweep may replace CONFIG's)
+WEIGHT_DECAY = $weight_decay  # L2 penalty, decoupled for AdamW (a sweep may replace CONFIG's)
+$fold_constants
 
 $rule
 # Data: the playground's app/ml/datasets.py, copied verbatim (its imports are at the top), so
@@ -282,9 +282,9 @@ def script_for(config: ExperimentConfig, run: int = 0) -> str:
     if folds > 1:
         make_data = _MAKE_CV_DATA.substitute(
             fold_indices=_function_source(runs, "fold_indices"), load=_LOAD)
-        fold_constants = (f"\nFOLDS = {folds}  # k-fold cross-validation on the training examples\n"
+        fold_constants = (f"FOLDS = {folds}  # k-fold cross-validation on the training examples\n"
                           f"FOLD = {spec.fold}  # this run validates on fold {spec.fold} "
-                          f"(0-based) and trains on the others")
+                          f"(0-based) and trains on the others\n")
     else:
         make_data, fold_constants = _MAKE_DATA.substitute(load=_LOAD), ""
     return _SCRIPT.substitute(
@@ -337,7 +337,7 @@ def _json(value, indent: str = "") -> str:
 
 
 def _module_body(source: str) -> tuple[list[str], str]:
-    """A module's top-level import lines (minus __future__) and the rest, minus its docstring."""
+    """A module's top-level import lines, and the rest of its source minus its docstring."""
     tree = ast.parse(source)
     lines = source.splitlines()
     drop: set[int] = set()  # 0-based line numbers to leave out
@@ -347,7 +347,7 @@ def _module_body(source: str) -> tuple[list[str], str]:
                         and isinstance(node.value, ast.Constant)
                         and isinstance(node.value.value, str))
         is_import = isinstance(node, ast.Import | ast.ImportFrom)
-        if is_import and not (isinstance(node, ast.ImportFrom) and node.module == "__future__"):
+        if is_import:
             imports.append(ast.get_source_segment(source, node))
         if is_docstring or is_import:
             drop.update(range(node.lineno - 1, node.end_lineno))
@@ -368,12 +368,14 @@ def _function_source(module, name: str) -> str:
 
 
 def _sorted_imports(lines: list[str]) -> str:
-    """Import lines as ruff's isort orders them: standard library, then third party."""
+    """Import lines as ruff's isort orders them: __future__, standard library, third party."""
 
     def key(line: str) -> tuple[bool, str]:
         return line.startswith("from "), line.split()[1]
 
     unique = sorted(set(lines), key=key)
-    std = [line for line in unique if line.split()[1].split(".")[0] in sys.stdlib_module_names]
-    third = [line for line in unique if line not in std]
-    return "\n".join(std) + "\n\n" + "\n".join(third)
+    future = [line for line in unique if line.startswith("from __future__ ")]
+    std = [line for line in unique if line not in future
+           and line.split()[1].split(".")[0] in sys.stdlib_module_names]
+    third = [line for line in unique if line not in future + std]
+    return "\n\n".join("\n".join(group) for group in (future, std, third) if group)

@@ -9,7 +9,7 @@ from fastapi.responses import PlainTextResponse
 from app.ml.config import ExperimentConfig
 from app.store import FINAL_STATUSES
 from app.web import experiments
-from app.web.deps import ClientDep, ExecutorDep, ExperimentDep, StoreDep
+from app.web.deps import ClientDep, ExecutorDep, ExperimentDep, LimiterDep, StoreDep
 from app.web.errors import Conflict, NotFound
 
 router = APIRouter(prefix="/api/experiments", tags=["experiments"])
@@ -17,9 +17,9 @@ router = APIRouter(prefix="/api/experiments", tags=["experiments"])
 
 @router.post("", status_code=201)
 def create_experiment(config: ExperimentConfig, store: StoreDep, executor: ExecutorDep,
-                      client: ClientDep) -> dict:
+                      client: ClientDep, limiter: LimiterDep) -> dict:
     """Start an experiment (one run, or a sweep); its page and stream are in the answer."""
-    exp_id = experiments.start(config, store, executor, client)
+    exp_id = experiments.start(config, store, executor, client, limiter)
     return {"id": exp_id, "url": f"/e/{exp_id}", "status": "queued",
             "events": f"/api/experiments/{exp_id}/events",
             "queue_position": executor.queue_position(exp_id)}

@@ -18,6 +18,7 @@ from app.jobs import LocalExecutor
 from app.settings import Settings
 from app.store import ExperimentRow, Store
 from app.web.errors import NotFound
+from app.web.limits import RateLimiter
 
 CLIENT_COOKIE = "dp_client"
 
@@ -38,6 +39,10 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def get_limiter(request: Request) -> RateLimiter:
+    return request.app.state.create_limiter
+
+
 def get_client(request: Request) -> str:
     """The hashed client id (the cookie itself is never stored)."""
     raw = request.cookies.get(CLIENT_COOKIE) or request.state.new_client
@@ -53,6 +58,7 @@ ExecutorDep = Annotated[LocalExecutor, Depends(get_executor)]
 BrokerDep = Annotated[Broker, Depends(get_broker)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ClientDep = Annotated[str, Depends(get_client)]
+LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
 
 
 def get_experiment(exp_id: str, store: StoreDep) -> ExperimentRow:

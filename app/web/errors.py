@@ -12,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from markupsafe import escape
 
+from app.ml.config import error_field
+
 
 class AppError(Exception):
     status = 400
@@ -57,15 +59,27 @@ async def app_error_handler(request: Request, exc: AppError) -> Response:
 
 
 def field_errors(errors: list[dict]) -> list[dict]:
-    """FastAPI/pydantic errors -> [{"loc", "field", "msg"}] with the body prefix dropped."""
-    out = []
+    """FastAPI/pydantic errors -> [{"loc", "field", "msg"}], one per field, body prefix dropped."""
+    out: dict[str, dict] = {}
     for e in errors:
         loc = [p for p in e.get("loc", ()) if p != "body"]
-        parts = [str(p) for p in loc if not str(p).startswith(("constrained-", "list["))]
-        field = (e.get("ctx") or {}).get("field") or ".".join(parts) or "body"
-        out.append({"loc": loc, "field": field, "msg": e.get("msg", "invalid value")})
-    return out
+        field = error_field(loc, e.get("ctx"), e.get("type", "")).replace("config", "body", 1) \
+            if loc or e.get("ctx") else "body"
+        out.setdefault(field, {"loc": loc, "field": field, "msg": e.get("msg", "invalid value")})
+    return list(out.values())
 
 
 async def validation_error_handler(request: Request, exc: RequestValidationError) -> Response:
     return JSONResponse({"detail": field_errors(list(exc.errors()))}, 422)
+
+
+async def database_error_handler(request: Request, exc: Exception) -> Response:
+    """The database is locked or the disk is full: say so, keep nothing half-written (every
+    write is one transaction, rolled back on error)."""
+    return await app_error_handler(request, Unavailable(
+        "the database is unavailable right now (locked or out of disk space); nothing was "
+        "saved, try again shortly", headers={"Retry-After": "5"}))
+
+
+class Unavailable(AppError):
+    status = 503

@@ -14,30 +14,39 @@ from app.ml.config import ExperimentConfig
 from app.ml.runs import epoch_fields, plan_runs
 from app.store import ExperimentRow, Store
 from app.web.errors import TooBusy
+from app.web.limits import RateLimiter
 
 RETRY_AFTER_SECONDS = 10
 
 
-def start(config: ExperimentConfig, store: Store, executor: LocalExecutor, owner: str) -> str:
-    """Store a validated config as a queued experiment and hand it to the executor."""
-    if executor.queue_length() >= executor.max_queued:  # cheap check before writing anything
-        raise _busy(executor)
+def start(config: ExperimentConfig, store: Store, executor: LocalExecutor, owner: str,
+          limiter: RateLimiter | None = None) -> str:
+    """Store a validated config as a queued experiment and hand it to the executor.
+
+    Every limit is checked before anything is written, so a refusal stores nothing.
+    """
+    try:
+        executor.check_room(owner)
+    except QueueFull as e:
+        raise _busy(str(e)) from None
+    if limiter is not None:
+        wait = limiter.take(owner)
+        if wait:
+            raise TooBusy(f"too many new experiments: the limit is {limiter.per_minute} per "
+                          f"minute; try again in {wait} s", headers={"Retry-After": str(wait)})
     exp_id = store.create(config.model_dump(mode="json"), config.n_runs,
                           config.n_runs * config.train.epochs, owner)
     try:
-        executor.submit(exp_id)
-    except QueueFull:
-        store.transition(exp_id, "failed", {"error": "queue full"}, error="queue full")
-        raise _busy(executor) from None
+        executor.submit(exp_id, owner)
+    except QueueFull as e:  # lost a race with another request: undo, then refuse
+        store.delete(exp_id)
+        raise _busy(str(e)) from None
     return exp_id
 
 
-def _busy(executor: LocalExecutor) -> TooBusy:
-    return TooBusy(
-        f"the server is busy: {executor.queue_length()} experiments are waiting "
-        f"(limit {executor.max_queued}); try again in a few seconds",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
+def _busy(message: str) -> TooBusy:
+    return TooBusy(f"{message}; try again in a few seconds",
+                   headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def config_of(row: ExperimentRow) -> ExperimentConfig:

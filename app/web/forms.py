@@ -150,6 +150,12 @@ def blank_sections() -> list[FormSection]:
 
 
 FIELD_NAMES = [f.name for s in blank_sections() for f in s.fields]
+# fields that take a value or a list (model.dropout): "0.3" is the value, "0.3," a list
+EITHER_OR_LIST = {
+    f"{key}.{name}" for key, _, model in SECTIONS if model
+    for name, info in model.model_fields.items()
+    if _is_list(info.annotation) and typing.get_origin(_strip_none(info.annotation)) is not list
+}
 
 
 def parse(params: Mapping[str, str]) -> dict:
@@ -219,7 +225,10 @@ def config_to_params(config: ExperimentConfig) -> dict[str, str]:
             section = (data.get(prefix) or {}) if prefix else data
             if prefix == "sweep" and data.get("sweep") is None:
                 continue
-            text = to_text(section.get(name))
+            value = section.get(name)
+            text = to_text(value)
+            if isinstance(value, list) and len(value) == 1 and f.name in EITHER_OR_LIST:
+                text += ","  # a one-item per-layer list, not one rate for all: keep it a list
             if text != f.default:
                 out[f.name] = text
     return out

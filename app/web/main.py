@@ -17,13 +17,20 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError
 
 from app.events import Broker
 from app.jobs import LocalExecutor
 from app.settings import Settings
 from app.store import Store
 from app.web import api, pages, stream
-from app.web.errors import AppError, app_error_handler, validation_error_handler
+from app.web.errors import (
+    AppError,
+    app_error_handler,
+    database_error_handler,
+    validation_error_handler,
+)
+from app.web.limits import RateLimiter
 from app.web.middleware import BodyLimit, ClientCookie, SecurityHeaders
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 loop.call_soon_threadsafe(broker.publish, topic, events)
 
         executor = LocalExecutor(store, publish, settings.workers, settings.torch_threads,
-                                 settings.max_queued)
+                                 settings.max_queued, settings.max_queued_per_client,
+                                 settings.max_run_seconds)
         executor.start()
         app.state.store, app.state.broker, app.state.executor = store, broker, executor
         try:
@@ -60,9 +68,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Dropout Playground", version="0.1.0", lifespan=lifespan,
                   description="Train small networks with dropout and watch them learn.")
     app.state.settings = settings
+    app.state.create_limiter = RateLimiter(settings.create_per_minute)
     app.state.templates = pages.make_templates()
     app.add_exception_handler(AppError, app_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(OperationalError, database_error_handler)
     app.include_router(api.router)
     app.include_router(stream.router)
     app.include_router(pages.router)

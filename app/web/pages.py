@@ -19,7 +19,7 @@ from app.ml.datasets import CATALOG
 from app.ml.runs import epoch_fields, plan_runs, snapshot_runs
 from app.store import ExperimentRow, Store
 from app.web import experiments, forms
-from app.web.deps import ClientDep, ExecutorDep, ExperimentDep, SettingsDep, StoreDep
+from app.web.deps import ClientDep, ExecutorDep, ExperimentDep, LimiterDep, SettingsDep, StoreDep
 from app.web.errors import TooBusy
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -98,7 +98,8 @@ def playground(request: Request, settings: SettingsDep):
 
 
 @router.post("/play", response_class=HTMLResponse)
-async def play(request: Request, store: StoreDep, executor: ExecutorDep, client: ClientDep):
+async def play(request: Request, store: StoreDep, executor: ExecutorDep, client: ClientDep,
+               limiter: LimiterDep):
     """The form's Train button: start the experiment, answer the live run panel."""
     params = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     config, errors = forms.validate(params)
@@ -108,7 +109,7 @@ async def play(request: Request, store: StoreDep, executor: ExecutorDep, client:
             "form_errors": forms.unplaced_errors(errors),
         }, status=422, headers={"HX-Retarget": "#controls", "HX-Reswap": "outerHTML"})
     try:
-        exp_id = experiments.start(config, store, executor, client)
+        exp_id = experiments.start(config, store, executor, client, limiter)
     except TooBusy as e:
         return render(request, "partials/run.html", {"busy": e.message}, status=429,
                       headers=e.headers)

@@ -19,11 +19,11 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import anyio
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.events import Broker
-from app.store import Event, Store
+from app.store import FINAL_STATUSES, Event, Store
 from app.web.deps import BrokerDep, ExperimentDep, SettingsDep, StoreDep
 
 router = APIRouter(tags=["experiments"])
@@ -39,9 +39,12 @@ async def experiment_events(
     settings: SettingsDep,
     last_event_id: int | None = Header(None, alias="Last-Event-ID", ge=0),
     after: int = Query(0, ge=0, description="Start after this event id (like Last-Event-ID)."),
-) -> EventSourceResponse:
+) -> Response:
     """text/event-stream of `status`, `epoch` and one final `done`/`failed`/`cancelled` event."""
     start = last_event_id if last_event_id is not None else after
+    if row.status in FINAL_STATUSES and start >= row.last_seq:
+        # the client has the final event already: 204 tells EventSource to stop reconnecting
+        return Response(status_code=204)
     return EventSourceResponse(
         follow(row.id, start, store, broker), ping=settings.sse_ping_seconds,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
