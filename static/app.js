@@ -605,6 +605,14 @@
     all("[data-copy]").forEach(initCopy);
   }
 
+  // A run started: errors from an earlier refused attempt no longer apply.
+  document.addEventListener("htmx:afterRequest", (e) => {
+    const form = e.detail.elt;
+    if (form.id !== "controls" || !e.detail.successful) return;
+    form.querySelectorAll(".field.has-error").forEach((f) => f.classList.remove("has-error"));
+    form.querySelectorAll(".field .error, .form-errors").forEach((el) => el.remove());
+  });
+
   // A run panel being replaced (a new run started) closes its stream.
   document.addEventListener("htmx:beforeSwap", (e) => {
     const old = e.detail.target;
