@@ -146,14 +146,12 @@ class LocalExecutor:
             job = next((j for j in self._queue if j.exp_id == exp_id), None)
             if job is not None:
                 self._queue.remove(job)
+            worker = next((w for w in self._pool if w.job == exp_id), None)
+            if worker is not None:
+                worker.cancel.value = 1
         if job is not None:
             self._finish(exp_id, "cancelled", {})
-            return True
-        for w in self._pool:
-            if w.job == exp_id:
-                w.cancel.value = 1
-                return True
-        return False
+        return job is not None or worker is not None
 
     # -- the dispatcher thread ----------------------------------------------------------------
 
@@ -198,39 +196,41 @@ class LocalExecutor:
                 w.timed_out = True
                 w.cancel.value = 1  # the worker stops between steps and reports "cancelled"
 
-    def _next_job(self) -> _Job | None:
-        """Fair order: the oldest job of the client with the fewest experiments running, so
-        one person's long sweep never starves everyone else's single runs."""
+    def _take_next(self, w: _Worker) -> _Job | None:
+        """Move the next job from the queue onto worker w, in one step under the lock, so a
+        cancel always finds the experiment either queued or on a worker.
+
+        Fair order: the oldest job of the client with the fewest experiments running, so one
+        person's long sweep never starves everyone else's single runs."""
         with self._lock:
             if not self._queue:
                 return None
             running: dict[str | None, int] = {}
-            for w in self._pool:
-                if w.job:
-                    running[w.owner] = running.get(w.owner, 0) + 1
+            for other in self._pool:
+                if other.job:
+                    running[other.owner] = running.get(other.owner, 0) + 1
             job = min(enumerate(self._queue),
                       key=lambda item: (running.get(item[1].owner, 0), item[0]))[1]
             self._queue.remove(job)
+            w.job, w.owner, w.cancel.value = job.exp_id, job.owner, 0
+            w.started, w.timed_out = time.monotonic(), False
             return job
 
     def _assign(self) -> None:
         for w in self._pool:
             if not (w.ready and w.job is None):
                 continue
-            job = self._next_job()
+            job = self._take_next(w)
             if job is None:
                 return
-            exp_id = job.exp_id
-            row = self.store.get(exp_id)
-            if row is None or row.status != "queued":
+            row = self.store.get(job.exp_id)
+            events = self.store.transition(job.exp_id, "running") if row else []
+            if not events:  # gone, or cancelled in the meantime
+                w.job = w.owner = None
                 continue
-            events = self.store.transition(exp_id, "running")
-            if not events:  # cancelled in the meantime
-                continue
-            w.job, w.owner, w.cancel.value = exp_id, job.owner, 0
-            w.started, w.timed_out = time.monotonic(), False
-            self.publish(exp_id, events)
-            w.conn.send(("train", exp_id, row.config))
+            self.publish(job.exp_id, events)
+            # a cancel that came in since _take_next has set w.cancel: the worker stops at once
+            w.conn.send(("train", job.exp_id, row.config))
 
     def _drain(self, w: _Worker) -> None:
         """Read every message waiting on a worker's pipe; write its epochs (and snapshots) in

@@ -36,9 +36,12 @@ def cancel_experiment(row: ExperimentDep, store: StoreDep, executor: ExecutorDep
     """Stop a queued or running experiment; epochs already trained are kept."""
     if row.status in FINAL_STATUSES:
         raise Conflict(f"experiment {row.id} has already ended ({row.status})")
-    executor.cancel(row.id)
+    requested = executor.cancel(row.id)
     now = store.get(row.id)
-    return {"id": row.id, "status": now.status if now else row.status, "cancel_requested": True}
+    if not requested and now is not None and now.status in FINAL_STATUSES:
+        raise Conflict(f"experiment {row.id} has already ended ({now.status})")
+    return {"id": row.id, "status": now.status if now else row.status,
+            "cancel_requested": requested}
 
 
 @router.get("/{exp_id}/points")

@@ -73,7 +73,9 @@ def parse_sse(text: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory) -> Iterator[TestClient]:
     data = tmp_path_factory.mktemp("data")
-    settings = Settings(data_dir=data, workers=1, threads_per_worker=1, max_queued=4)
+    # per-client limits out of the way here; tests of those limits build their own apps
+    settings = Settings(data_dir=data, workers=1, threads_per_worker=1, max_queued=4,
+                        max_queued_per_client=100, create_per_minute=10_000)
     with TestClient(create_app(settings)) as c:
         yield c
 
@@ -90,7 +92,8 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
         self.log = data_dir / "server.log"
-        self.env = {**os.environ, "DP_WORKERS": "2", "DP_THREADS_PER_WORKER": "1", **env}
+        self.env = {**os.environ, "DP_WORKERS": "2", "DP_THREADS_PER_WORKER": "1",
+                    "DP_MAX_QUEUED_PER_CLIENT": "100", "DP_CREATE_PER_MINUTE": "10000", **env}
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> LiveServer:
@@ -158,3 +161,64 @@ def page(browser):
     yield page
     context.close()
     assert not [e for e in errors if "422" not in e and "429" not in e], errors
+
+
+# -- helpers shared by test_api, test_pages and test_stream_e2e
+
+FINAL = ("done", "failed", "cancelled")
+TINY = {"dataset": {"n_train": 50}, "model": {"hidden": [16]}, "train": {"epochs": 3}}
+LONG = {"dataset": {"n_train": 2000}, "train": {"epochs": 1000}}  # minutes of work: cancel it
+
+
+def experiment_count(client) -> int:
+    """Every experiment stored by the app behind an in-process client, whatever its status."""
+    from app.store import STATUSES
+
+    return client.app.state.store.count(*STATUSES)
+
+
+def cancel_quietly(client, *exp_ids: str) -> None:
+    """Cleanup: cancel experiments (queued ones first, so none of them starts), ignoring 409."""
+    for exp_id in reversed(exp_ids):
+        client.post(f"/api/experiments/{exp_id}/cancel")
+
+
+def start_running(client, config: dict | None = None, min_epochs: int = 1,
+                  timeout: float = 60.0) -> str:
+    """POST a (long) experiment and wait until it runs and has stored `min_epochs` epochs."""
+    res = client.post("/api/experiments", json=config or LONG)
+    assert res.status_code == 201, res.text
+    exp_id = res.json()["id"]
+
+    def trained() -> bool:
+        body = client.get(f"/api/experiments/{exp_id}").json()
+        assert body["status"] in ("queued", "running"), body["status"]
+        return body["progress"]["epochs_done"] >= min_epochs
+    try:
+        wait_until(trained, timeout)
+    except BaseException:
+        cancel_quietly(client, exp_id)
+        raise
+    return exp_id
+
+
+def iter_sse(response: httpx.Response):
+    """Events of a streaming httpx response as they arrive.
+
+    Yields {"id", "event", "data"} for events (data parsed as JSON) and {"comment": text} for
+    comment lines such as keep-alive pings, so a test can stop reading at any point.
+    """
+    event: dict = {}
+    for line in response.iter_lines():
+        if line == "":
+            if "data" in event or "event" in event:
+                if "data" in event:
+                    event["data"] = json.loads(event["data"])
+                yield event
+            event = {}
+        elif line.startswith(":"):
+            yield {"comment": line[1:].strip()}
+        else:
+            key, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            event[key] = event.get(key, "") + value if key == "data" else value

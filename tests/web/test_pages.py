@@ -1,0 +1,344 @@
+"""HTML pages and htmx fragments, in process: the playground form and its query string, the
+Train button (/play), the share page and its JSON twin, the recent list per browser, the CSP
+and the self-hosted front-end libraries.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from conftest import TINY, cancel_quietly, experiment_count, finished
+from fastapi.testclient import TestClient
+
+from app.ml.config import ExperimentConfig
+from app.web import forms
+from app.web.forms import FIELD_NAMES
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY_FORM = {"dataset.n_train": "50", "model.hidden": "16", "train.epochs": "3"}
+
+
+class Scraper(HTMLParser):
+    """Collects start tags, form control values, and the text of error and field elements."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.values: dict[str, str] = {}  # control name -> value (selected option for selects)
+        self.selected: dict[str, list[str]] = {}  # select name -> selected option values
+        self.errors: dict[str, str] = {}  # field name -> inline error text
+        self.field_text: dict[str, str] = {}  # field name -> all text inside its block
+        self.form_errors: list[str] = []
+        self._select: str | None = None
+        self._field: str | None = None
+        self._capture: tuple[str, str] | None = None  # ("error", field) or ("form", "")
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        a = {k: v or "" for k, v in attrs}
+        self.tags.append((tag, a))
+        if tag == "div" and "data-field" in a:
+            self._field = a["data-field"]
+            self.field_text[self._field] = ""
+        elif tag == "div" and "form-errors" in a.get("class", ""):
+            self._capture = ("form", "")
+        if tag == "input" and "name" in a:
+            self.values[a["name"]] = a.get("value", "")
+        elif tag == "select":
+            self._select = a.get("name")
+            self.selected[self._select] = []
+        elif tag == "option" and self._select and "selected" in a:
+            self.selected[self._select].append(a["value"])
+            self.values[self._select] = a["value"]
+        elif tag == "p" and a.get("id", "").startswith("err-"):
+            self._capture = ("error", a["id"].removeprefix("err-"))
+            self.errors[self._capture[1]] = ""
+        elif tag == "p" and self._capture and self._capture[0] == "form":
+            self.form_errors.append("")
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self._select = None
+        elif tag == "div":
+            if self._capture and self._capture[0] == "form":
+                self._capture = None
+            self._field = None
+        elif tag == "p" and self._capture and self._capture[0] == "error":
+            self._capture = None
+
+    def handle_data(self, data):
+        if self._field:
+            self.field_text[self._field] += data
+        if self._capture and self._capture[0] == "error":
+            self.errors[self._capture[1]] += data
+        elif self._capture and self._capture[0] == "form" and self.form_errors:
+            self.form_errors[-1] += data
+
+    def find(self, tag: str, **attrs) -> list[dict]:
+        attrs = {k.rstrip("_").replace("_", "-"): v for k, v in attrs.items()}
+        return [a for t, a in self.tags
+                if t == tag and all(a.get(k) == v for k, v in attrs.items())]
+
+
+def fields_by_name() -> dict[str, forms.FormField]:
+    return {f.name: f for s in forms.blank_sections() for f in s.fields}
+
+
+def play(client, data: dict, htmx: bool = True):
+    headers = {"HX-Request": "true"} if htmx else {}
+    return client.post("/play", data=data, headers=headers, follow_redirects=False)
+
+
+# -- the playground form ----------------------------------------------------------------------
+
+
+def test_playground_has_a_documented_control_for_every_config_field(client):
+    res = client.get("/")
+    assert res.status_code == 200
+    assert res.headers["content-type"].startswith("text/html")
+    page = Scraper(res.text)
+    controls = {a["name"] for t, a in page.tags if t in ("input", "select") and "name" in a}
+    assert controls == set(FIELD_NAMES)
+    for name, f in fields_by_name().items():
+        assert f.help, f"{name} has no help text"
+        [label] = page.find("label", for_=f"f-{name}")
+        assert label["title"] == f.help
+        assert f.help in page.field_text[name], name  # the visible help under the control
+        assert page.values[name] == f.default, name  # no query: the defaults
+    assert page.selected["dataset.name"] == ["moons"]
+    assert not page.errors and not page.form_errors
+
+
+def test_query_parameters_prefill_the_controls(client):
+    res = client.get("/?model.dropout=0.3&dataset.name=circles&model.hidden=128,32")
+    assert res.status_code == 200
+    page = Scraper(res.text)
+    assert page.values["model.dropout"] == "0.3"
+    assert page.values["model.hidden"] == "128,32"
+    assert page.selected["dataset.name"] == ["circles"]  # exactly one option selected
+    defaults = fields_by_name()
+    for name in set(FIELD_NAMES) - {"model.dropout", "dataset.name", "model.hidden"}:
+        assert page.values[name] == defaults[name].default, name
+    assert not page.errors and not page.form_errors
+
+
+INVALID = [
+    pytest.param("model.dropout=1.0", "model.dropout", "below 1", id="dropout-1"),
+    pytest.param("train.epochs=0", "train.epochs", "greater than or equal to 1", id="epochs-0"),
+    pytest.param("model.hidden=1024,1024,1024", "model.hidden", "parameters", id="budget"),
+    pytest.param("model.hidden=8,8&model.dropout=0.1,0.2,0.3", "model.dropout", "3 rates",
+                 id="rates-per-layer"),
+    pytest.param("dataset.name=mnist", "dataset.name", "moons", id="unknown-dataset"),
+    pytest.param("model.hidden=5000", "model.hidden", "1024", id="too-wide"),
+    pytest.param("sweep.dropout=0,2", "sweep.dropout", "less than 1", id="sweep-rate"),
+    pytest.param("model.dropout=abc", "model.dropout", "number", id="dropout-text"),
+    pytest.param("model.dropout=0.1,abc&model.hidden=8,8", "model.dropout", "number",
+                 id="rate-list-text"),
+]
+
+
+@pytest.mark.parametrize(("query", "field", "text"), INVALID)
+def test_invalid_query_shows_the_error_under_its_field(client, query, field, text):
+    res = client.get(f"/?{query}")
+    assert res.status_code == 200
+    page = Scraper(res.text)
+    assert list(page.errors) == [field], (page.errors, page.form_errors)
+    assert text in page.errors[field]
+    assert page.form_errors == []  # nothing left over above the form
+    if field not in page.selected:  # a text or number box keeps the user's value to edit
+        assert page.values[field] == dict(parse_qsl(query))[field]
+    [block] = [a for t, a in page.tags if a.get("data-field") == field]
+    assert "has-error" in block["class"]
+
+
+def test_errors_about_no_single_field_are_shown_above_the_form(client):
+    page = Scraper(client.get("/?sweep.folds=10&sweep.repeats=20").text)
+    assert any("limit is 64" in e for e in page.form_errors), page.form_errors
+    assert page.values["sweep.folds"] == "10" and page.values["sweep.repeats"] == "20"
+
+
+# -- the Train button -------------------------------------------------------------------------
+
+
+def test_play_with_htmx_answers_the_run_panel_and_canonical_url(client):
+    # scrambled order, and two fields sent with their default values
+    data = {"train.epochs": "3", "model.hidden": "16, 8", "train.batch_size": "32",
+            "model.dropout": "0.3", "dataset.name": "circles", "dataset.n_train": "50",
+            "model.activation": "relu"}
+    before = experiment_count(client)
+    res = play(client, data)
+    assert res.status_code == 200, res.text
+    [panel] = Scraper(res.text).find("section", id="run")
+    exp_id = panel["data-exp"]
+    try:
+        assert res.headers["hx-trigger"] == "dp:started"
+        assert experiment_count(client) == before + 1
+        stored = client.get(f"/api/experiments/{exp_id}").json()
+        config = ExperimentConfig.model_validate(stored["config"])
+        assert config.model.hidden == [16, 8] and config.model.dropout == 0.3
+        assert config.dataset.name == "circles" and config.train.epochs == 3
+        url = res.headers["hx-replace-url"]
+        assert url == "/?dataset.name=circles&dataset.n_train=50&model.hidden=16,8" \
+                      "&model.dropout=0.3&train.epochs=3"  # form order, defaults left out
+        assert url == f"/?{forms.config_to_query(config)}"
+        # the address bar's link opens the playground with the same setup
+        prefilled = Scraper(client.get(url).text).values
+        assert forms.validate(prefilled)[0] == config
+        assert panel["data-status"] in ("queued", "running")
+        assert panel["data-total"] == "3"
+        assert f'/api/experiments/{exp_id}/cancel' in res.text  # the Stop button
+    finally:
+        cancel_quietly(client, exp_id)
+
+
+def test_play_with_bad_value_retargets_the_controls_with_the_error(client):
+    before = experiment_count(client)
+    res = play(client, {**TINY_FORM, "model.dropout": "1.5"})
+    assert res.status_code == 422
+    assert res.headers["hx-retarget"] == "#controls"
+    assert res.headers["hx-reswap"] == "outerHTML"
+    page = Scraper(res.text)
+    assert page.find("form", id="controls")
+    assert list(page.errors) == ["model.dropout"]
+    assert "below 1" in page.errors["model.dropout"]
+    assert page.values["model.dropout"] == "1.5"
+    assert page.values["train.epochs"] == "3"  # the rest of the submission is kept
+    assert experiment_count(client) == before
+
+
+def test_play_without_htmx_redirects_to_the_experiment_page(client):
+    res = play(client, TINY_FORM, htmx=False)
+    assert res.status_code == 303
+    location = res.headers["location"]
+    assert re.fullmatch(r"/e/[A-Za-z0-9_-]{11,}", location), location
+    exp_id = location.removeprefix("/e/")
+    try:
+        page = client.get(location)
+        assert page.status_code == 200
+        assert Scraper(page.text).find("section", id="run")[0]["data-exp"] == exp_id
+    finally:
+        cancel_quietly(client, exp_id)
+
+
+# -- the share page ---------------------------------------------------------------------------
+
+SHARED = {"name": "fork & share", "dataset": {"name": "circles", "n_train": 40, "noise": 0.1},
+          "model": {"hidden": [16, 8], "dropout": [0.1, 0.2], "activation": "tanh"},
+          "train": {"epochs": 3, "lr": 0.01, "seed": 3}, "sweep": {"repeats": 2}}
+
+
+@pytest.fixture(scope="module")
+def shared(client) -> dict:
+    res = client.post("/api/experiments", json=SHARED)
+    assert res.status_code == 201, res.text
+    body = finished(client, res.json()["id"])
+    assert body["status"] == "done", body.get("error")
+    return body
+
+
+def test_experiment_page_shows_config_exports_and_a_fork_link(client, shared):
+    exp_id = shared["id"]
+    res = client.get(f"/e/{exp_id}")
+    assert res.status_code == 200
+    page = Scraper(res.text)
+    for text in ("fork &amp; share", "circles", "tanh"):  # the setup is on the page
+        assert text in res.text, text
+    assert re.search(r"16\D{1,20}8", res.text)  # the hidden layers
+    links = {a["href"] for t, a in page.tags if t == "a" and "href" in a}
+    exports = {f"/api/experiments/{exp_id}/config.json", f"/api/experiments/{exp_id}/metrics.csv",
+               f"/api/experiments/{exp_id}/script.py", f"/e/{exp_id}.json"}
+    assert exports <= links
+    for href in exports - {f"/api/experiments/{exp_id}/script.py"}:
+        assert client.get(href).status_code == 200, href
+    [fork] = page.find("a", id="fork")
+    url = urlsplit(fork["href"])
+    assert url.path == "/"
+    config, errors = forms.validate(dict(parse_qsl(url.query, keep_blank_values=True)))
+    assert errors == {}
+    assert config.model_dump(mode="json") == shared["config"]
+    # the fork opens a playground showing that setup
+    values = Scraper(client.get(fork["href"]).text).values
+    assert values["model.dropout"] == "0.1,0.2" and values["name"] == "fork & share"
+
+
+def test_json_twin_equals_the_api(client, shared):
+    twin = client.get(f"/e/{shared['id']}.json")
+    assert twin.status_code == 200
+    assert twin.headers["content-type"].startswith("application/json")
+    assert twin.json() == client.get(f"/api/experiments/{shared['id']}").json() == shared
+
+
+def test_unknown_experiment_page_is_an_escaped_404(client):
+    res = client.get("/e/<img src=x onerror=alert(1)>")
+    assert res.status_code == 404
+    assert res.headers["content-type"].startswith("text/html")
+    assert "no experiment" in res.text
+    assert "<img" not in res.text and "&lt;img" in res.text
+
+
+def test_recent_lists_only_this_browsers_experiments(client):
+    other = TestClient(client.app)  # shares the running app; has its own cookie jar
+    mine = client.post("/api/experiments", json={**TINY, "name": "mine"}).json()["id"]
+    theirs = other.post("/api/experiments", json={**TINY, "name": "theirs"}).json()["id"]
+    try:
+        assert other.cookies["dp_client"] != client.cookies["dp_client"]
+        my_list = client.get("/partials/recent")
+        their_list = other.get("/partials/recent")
+        assert my_list.status_code == their_list.status_code == 200
+        assert f"/e/{mine}" in my_list.text and f"/e/{theirs}" not in my_list.text
+        assert f"/e/{theirs}" in their_list.text and f"/e/{mine}" not in their_list.text
+        fresh = TestClient(client.app).get("/partials/recent")
+        assert "/e/" not in fresh.text and "Nothing yet" in fresh.text
+    finally:
+        cancel_quietly(client, mine, theirs)
+
+
+# -- security headers and assets --------------------------------------------------------------
+
+
+def csp(res) -> dict[str, list[str]]:
+    policy = res.headers["content-security-policy"]
+    return {d.split()[0]: d.split()[1:] for d in policy.split(";") if d.strip()}
+
+
+def test_csp_allows_only_own_scripts(client, shared):
+    for path in ("/", f"/e/{shared['id']}", f"/api/experiments/{shared['id']}"):
+        res = client.get(path)
+        policy = csp(res)
+        assert policy["script-src"] == ["'self'"], path
+        assert policy["default-src"] == ["'self'"], path
+        if path.startswith("/api"):
+            continue
+        # every script is a file from this server: inline code would be blocked by the CSP
+        scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", res.text, re.S)
+        assert scripts
+        for attrs, body in scripts:
+            src = re.search(r'\bsrc="([^"]+)"', attrs)
+            assert src and src.group(1).startswith(("/static/", "/vendor/")), attrs
+            assert body.strip() == ""
+
+
+@pytest.mark.parametrize(("name", "marker"), [("htmx.min.js", "htmx"),
+                                              ("plotly.min.js", "Plotly")])
+def test_front_end_libraries_are_served_locally(client, name, marker):
+    res = client.get(f"/vendor/{name}")
+    assert res.status_code == 200
+    assert "javascript" in res.headers["content-type"]
+    assert len(res.content) > 10_000
+    assert marker in res.text[:200_000]
+    assert client.get("/vendor/jquery.min.js").status_code == 404
+
+
+def test_templates_load_nothing_from_other_hosts(client, shared):
+    external = re.compile(r"<(script|link)\b[^>]*\b(src|href)\s*=\s*[\"']?(https?:)?//", re.I)
+    templates = sorted((ROOT / "templates").rglob("*.html"))
+    assert templates
+    for path in templates:
+        assert not external.search(path.read_text()), path
+    for url in ("/", f"/e/{shared['id']}"):
+        html = client.get(url).text
+        assert not external.search(html), url
