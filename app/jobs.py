@@ -89,13 +89,18 @@ class LocalExecutor:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop workers; experiments still running are marked failed (their epochs are kept)."""
+        """Stop workers; experiments still running are marked failed (their epochs are kept).
+        Safe to call twice (graceful shutdown calls it before the lifespan does)."""
+        if self._stopping:
+            return
         self._stopping = True
         self._wake()
         self._thread.join(timeout)
         for w in self._pool:
             if w.job:
-                self._finish(w.job, "failed", {"error": "the server stopped during training"})
+                self._finish(w.job, "failed", {"error": "the server was stopped during "
+                                                        "training; the epochs trained before "
+                                                        "are kept"})
             with contextlib.suppress(OSError):
                 w.conn.send(None)
         for w in self._pool:

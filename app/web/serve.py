@@ -1,13 +1,46 @@
-"""`python -m app serve`: run the app under uvicorn with settings from flags and DP_* env."""
+"""`python -m app serve`: run the app under uvicorn with settings from flags and DP_* env.
+
+Graceful shutdown (SIGTERM, Ctrl-C): before uvicorn closes connections, training is stopped
+and every running experiment is marked failed ("the server stopped"), with its epochs kept;
+that final event reaches the open streams, so browsers show the end instead of hanging.
+Queued experiments stay queued and run when the server comes back. A second signal exits at
+once.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+
+import uvicorn
+
+DRAIN_SECONDS = 0.5  # time for the final events to reach the streams
+
+
+class GracefulServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, app):
+        super().__init__(config)
+        self.app = app
+        self._draining = False
+
+    def handle_exit(self, sig, frame) -> None:
+        if self._draining:
+            return super().handle_exit(sig, frame)
+        self._draining = True
+        loop = asyncio.get_event_loop()
+        loop.call_soon_threadsafe(lambda: loop.create_task(self._drain_then_exit(sig, frame)))
+
+    async def _drain_then_exit(self, sig, frame) -> None:
+        executor = getattr(self.app.state, "executor", None)
+        try:
+            if executor is not None:
+                await asyncio.to_thread(executor.stop)
+                await asyncio.sleep(DRAIN_SECONDS)
+        finally:
+            super().handle_exit(sig, frame)
 
 
 def serve(host: str, port: int, data_dir: str, workers: int | None = None) -> int:
-    import uvicorn
-
     from app.settings import Settings
     from app.web.main import create_app
 
@@ -16,6 +49,8 @@ def serve(host: str, port: int, data_dir: str, workers: int | None = None) -> in
         overrides["workers"] = workers
     settings = Settings(**overrides)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=host, port=port, timeout_graceful_shutdown=5,
-                log_level="info")
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=host, port=port, timeout_graceful_shutdown=5,
+                            log_level="info")
+    GracefulServer(config, app).run()
     return 0
