@@ -186,7 +186,7 @@ class SweepConfig(_Strict):
         description="Dropout rates to try, one run per value.",
     )
     grid_step: float | None = Field(
-        None, gt=0.0, le=1.0,
+        None, ge=0.001, le=1.0,
         description="Grid search: rates from low to high (inclusive) in steps of this size.",
     )
     random_samples: int | None = Field(
@@ -220,17 +220,20 @@ class SweepConfig(_Strict):
             raise limit_error(f"sweep.{given[1]}", f"choose one of {' / '.join(given)}")
         if (self.grid_step or self.random_samples) and self.low > self.high:
             raise limit_error("sweep.low", f"low ({self.low}) is above high ({self.high})")
-        if self.grid_step and len(self.rates(0)) > MAX_RUNS:
+        if self.grid_step and self._grid_count() > MAX_RUNS:
             raise limit_error("sweep.grid_step", f"the grid has more than {MAX_RUNS} rates")
         return self
+
+    def _grid_count(self) -> int:
+        """Rates in the grid low, low+step, ... <= high (a little slack for float steps)."""
+        return int(math.floor((self.high - self.low) / self.grid_step + 1e-9)) + 1
 
     def rates(self, seed: int) -> list[float] | None:
         """The rates to try, or None when the sweep only adds folds/repeats to model.dropout."""
         if self.dropout:
             return list(self.dropout)
         if self.grid_step:
-            count = int(math.floor((self.high - self.low) / self.grid_step + 1e-9)) + 1
-            return [round(self.low + i * self.grid_step, 6) for i in range(count)]
+            return [round(self.low + i * self.grid_step, 6) for i in range(self._grid_count())]
         if self.random_samples:
             rng = random.Random(seed)
             return sorted(round(rng.uniform(self.low, self.high), 3)

@@ -10,12 +10,13 @@ from app.ml.config import ExperimentConfig
 from app.store import FINAL_STATUSES
 from app.web import experiments
 from app.web.deps import ClientDep, ExecutorDep, ExperimentDep, LimiterDep, StoreDep
-from app.web.errors import Conflict, NotFound
+from app.web.errors import Conflict, NotFound, responses
 
-router = APIRouter(prefix="/api/experiments", tags=["experiments"])
+router = APIRouter(prefix="/api/experiments", tags=["experiments"],
+                   responses=responses(404, 503))
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=responses(400, 413, 429))
 def create_experiment(config: ExperimentConfig, store: StoreDep, executor: ExecutorDep,
                       client: ClientDep, limiter: LimiterDep) -> dict:
     """Start an experiment (one run, or a sweep); its page and stream are in the answer."""
@@ -31,7 +32,7 @@ def get_experiment(row: ExperimentDep, store: StoreDep, executor: ExecutorDep) -
     return experiments.experiment_json(row, store, executor)
 
 
-@router.post("/{exp_id}/cancel")
+@router.post("/{exp_id}/cancel", responses=responses(409))
 def cancel_experiment(row: ExperimentDep, store: StoreDep, executor: ExecutorDep) -> dict:
     """Stop a queued or running experiment; epochs already trained are kept."""
     if row.status in FINAL_STATUSES:

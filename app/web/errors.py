@@ -11,8 +11,24 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from markupsafe import escape
+from pydantic import BaseModel
 
 from app.ml.config import error_field
+
+
+class ErrorOut(BaseModel):
+    """Every refusal other than a validation error: a sentence saying why."""
+
+    detail: str
+
+
+def responses(*codes: int) -> dict[int, dict]:
+    """OpenAPI entries for the refusals a route can answer."""
+    text = {400: "Body not readable (not UTF-8 JSON)", 404: "No such experiment",
+            409: "Already ended", 413: "Body over the size limit",
+            429: "Busy: queue or rate limit (see Retry-After)",
+            503: "Database unavailable (see Retry-After)"}
+    return {c: {"model": ErrorOut, "description": text[c]} for c in codes}
 
 
 class AppError(Exception):
@@ -59,13 +75,15 @@ async def app_error_handler(request: Request, exc: AppError) -> Response:
 
 
 def field_errors(errors: list[dict]) -> list[dict]:
-    """FastAPI/pydantic errors -> [{"loc", "field", "msg"}], one per field, body prefix dropped."""
+    """FastAPI/pydantic errors -> [{"loc", "field", "type", "msg"}], one per field, the body
+    prefix dropped (FastAPI's documented shape, plus the dotted `field`)."""
     out: dict[str, dict] = {}
     for e in errors:
         loc = [p for p in e.get("loc", ()) if p != "body"]
         field = error_field(loc, e.get("ctx"), e.get("type", "")).replace("config", "body", 1) \
             if loc or e.get("ctx") else "body"
-        out.setdefault(field, {"loc": loc, "field": field, "msg": e.get("msg", "invalid value")})
+        out.setdefault(field, {"loc": loc, "field": field, "type": e.get("type", "value_error"),
+                               "msg": e.get("msg", "invalid value")})
     return list(out.values())
 
 

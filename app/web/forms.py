@@ -227,8 +227,8 @@ def config_to_params(config: ExperimentConfig) -> dict[str, str]:
                 continue
             value = section.get(name)
             text = to_text(value)
-            if isinstance(value, list) and len(value) == 1 and f.name in EITHER_OR_LIST:
-                text += ","  # a one-item per-layer list, not one rate for all: keep it a list
+            if isinstance(value, list) and len(value) <= 1 and f.name in EITHER_OR_LIST:
+                text += ","  # a per-layer list of 0 or 1 rates, not one rate: keep it a list
             if text != f.default:
                 out[f.name] = text
     return out

@@ -25,13 +25,17 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from app.events import Broker
 from app.store import FINAL_STATUSES, Event, Store
 from app.web.deps import BrokerDep, ExperimentDep, SettingsDep, StoreDep
+from app.web.errors import responses
 
-router = APIRouter(tags=["experiments"])
+router = APIRouter(tags=["experiments"], responses=responses(404, 503))
 PAGE = 500  # events per database read during replay
 POLL_SECONDS = 5.0  # re-check the database this often even without news (belt and braces)
 
 
-@router.get("/api/experiments/{exp_id}/events")
+@router.get("/api/experiments/{exp_id}/events", response_class=EventSourceResponse,
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "The event log, then live events"},
+                       204: {"description": "The client has the final event already"}})
 async def experiment_events(
     row: ExperimentDep,
     store: StoreDep,
