@@ -212,7 +212,8 @@
       const numeric = this.settings.every((s) => typeof s.dropout === "number");
       return {
         margin: { l: 55, r: 10, t: 10, b: 45 }, height: 300, font: { size: 13 },
-        xaxis: { title: { text: "dropout rate p" }, type: numeric ? "linear" : "category" },
+        xaxis: { title: { text: "dropout rate p" }, type: numeric ? "linear" : "category",
+                 ...(numeric ? { range: padded(this.settings.map((s) => s.dropout)) } : {}) },
         yaxis: { title: { text: this.select.selectedOptions[0].textContent } },
         legend: { orientation: "h", y: 1.12, x: 0 }, hovermode: "closest",
         paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
@@ -265,6 +266,11 @@
       this.el.dataset.points = String(each.x.length);
       Plotly.react(this.el, traces, this.layout(), { responsive: true, displaylogo: false });
     }
+  }
+
+  function padded(values) { // room around the points, so none sits on the axis line
+    const lo = Math.min(...values), hi = Math.max(...values), pad = Math.max(0.03, (hi - lo) * 0.06);
+    return [lo - pad, hi + pad];
   }
 
   function xOf(setting) {
@@ -575,11 +581,25 @@
     history.replaceState(null, "", query ? `/?${query}` : "/");
   }
 
+  // A sweep of rates replaces model.dropout (or the input rate): say so next to it.
+  function markSwept(form) {
+    const value = (name) => (form.elements[name] ? form.elements[name].value.trim() : "");
+    const sweeping = ["sweep.dropout", "sweep.grid_step", "sweep.random_samples"].some(value);
+    const target = value("sweep.target") || "hidden";
+    const field = form.querySelector('[data-field="model.dropout"]');
+    if (!field) return;
+    const swept = sweeping && target !== "input";
+    field.classList.toggle("swept", swept);
+    field.querySelector('[data-role="swept-note"]').hidden = !swept;
+  }
+
   function initControls(form) {
     if (form.dataset.ready) return;
     form.dataset.ready = "1";
-    form.addEventListener("input", () => syncUrl(form));
-    form.addEventListener("change", () => syncUrl(form));
+    const update = () => { syncUrl(form); markSwept(form); };
+    form.addEventListener("input", update);
+    form.addEventListener("change", update);
+    markSwept(form);
   }
 
   function initCopy(button) {

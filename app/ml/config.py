@@ -52,6 +52,11 @@ def error_field(loc: tuple | list, ctx: dict | None = None, kind: str = "") -> s
     return ".".join(parts) or "config"
 
 
+def clean_message(msg: str) -> str:
+    """pydantic's message without its 'Value error, ' prefix (our own messages are sentences)."""
+    return msg.removeprefix("Value error, ")
+
+
 def _union_tag(part: str) -> bool:
     return part in ("float", "int", "str", "bool") or part.startswith(
         ("list[", "constrained-", "function-", "json-or-python", "lax-or-strict"))
@@ -62,7 +67,7 @@ def describe_errors(err: ValidationError) -> list[dict[str, str]]:
     one per field (the first; a union's other branches only repeat it less clearly)."""
     out: dict[str, str] = {}
     for e in err.errors(include_url=False):
-        out.setdefault(error_field(e["loc"], e.get("ctx"), e["type"]), e["msg"])
+        out.setdefault(error_field(e["loc"], e.get("ctx"), e["type"]), clean_message(e["msg"]))
     return [{"field": f, "message": m} for f, m in out.items()]
 
 

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from markupsafe import escape
 from pydantic import BaseModel
 
-from app.ml.config import error_field
+from app.ml.config import clean_message, error_field
 
 
 class ErrorOut(BaseModel):
@@ -83,7 +83,7 @@ def field_errors(errors: list[dict]) -> list[dict]:
         field = error_field(loc, e.get("ctx"), e.get("type", "")).replace("config", "body", 1) \
             if loc or e.get("ctx") else "body"
         out.setdefault(field, {"loc": loc, "field": field, "type": e.get("type", "value_error"),
-                               "msg": e.get("msg", "invalid value")})
+                               "msg": clean_message(e.get("msg", "invalid value"))})
     return list(out.values())
 
 
