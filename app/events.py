@@ -22,9 +22,15 @@ QUEUE_SIZE = 1024
 
 
 class Broker:
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._subscribers: dict[str, set[asyncio.Queue[Event]]] = {}
         self.closing = asyncio.Event()  # set on server shutdown: streams end
+        self.loop = loop  # the event loop that owns the queues
+
+    def publish_threadsafe(self, topic: str, events: Sequence[Event]) -> None:
+        """publish() from any thread (the executor's, a sync request handler's)."""
+        if events and self.loop is not None:
+            self.loop.call_soon_threadsafe(self.publish, topic, events)
 
     @contextmanager
     def subscribe(self, topic: str) -> Iterator[asyncio.Queue[Event]]:

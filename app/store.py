@@ -29,12 +29,12 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
+    text,
     update,
 )
-from sqlalchemy import (
-    delete as sa_delete,
-)
+from sqlalchemy import delete as sa_delete
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -63,6 +63,28 @@ class ExperimentRow(Base):
     summary: Mapped[str | None] = mapped_column(Text)  # JSON
     owner: Mapped[str | None] = mapped_column(String(64), index=True)  # browser client id
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    room: Mapped[str | None] = mapped_column(String(16), index=True)  # workshop room code
+    author: Mapped[str | None] = mapped_column(String(40))  # display name in that room
+
+
+class RoomRow(Base):
+    __tablename__ = "rooms"
+
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)  # e.g. K7Q-2MX
+    name: Mapped[str] = mapped_column(String(80), default="")
+    presenter_key: Mapped[str] = mapped_column(String(64))  # sha256 of the presenter secret
+    created_at: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(Text)  # JSON: challenge, locked, leaderboard, closed
+
+
+class MemberRow(Base):
+    __tablename__ = "members"
+
+    room: Mapped[str] = mapped_column(ForeignKey("rooms.code", ondelete="CASCADE"),
+                                      primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
+    joined_at: Mapped[str] = mapped_column(String(32))
 
 
 class EventRow(Base):
@@ -105,6 +127,19 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _add_missing_columns(engine: Engine) -> None:
+    """Additive migration: a database made by an older version gets the nullable columns that
+    were added since (create_all only creates missing tables)."""
+    have = inspect(engine)
+    with engine.begin() as conn:
+        for table in Base.metadata.sorted_tables:
+            existing = {c["name"] for c in have.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in existing and column.nullable:
+                    kind = column.type.compile(engine.dialect)
+                    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+
+
 class Store:
     def __init__(self, url: str):
         if url.startswith("sqlite:///"):
@@ -114,6 +149,7 @@ class Store:
         else:
             self.engine = create_engine(url, pool_pre_ping=True)
         Base.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
         self._write = threading.Lock()
 
     def close(self) -> None:
@@ -121,14 +157,15 @@ class Store:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def create(self, config: dict, n_runs: int, total_epochs: int, owner: str | None) -> str:
+    def create(self, config: dict, n_runs: int, total_epochs: int, owner: str | None,
+               room: str | None = None, author: str | None = None) -> str:
         """Insert a queued experiment and its first event; returns its id."""
         exp_id = new_id()
         with self._write, Session(self.engine) as s, s.begin():
             s.add(ExperimentRow(
                 id=exp_id, created_at=now(), status="queued", name=config.get("name", ""),
                 config=json.dumps(config), n_runs=n_runs, total_epochs=total_epochs,
-                owner=owner, last_seq=0,
+                owner=owner, last_seq=0, room=room, author=author,
             ))
             s.flush()
             self._append(s, exp_id, [("status", {"status": "queued"})])
@@ -218,6 +255,49 @@ class Store:
 
     def with_status(self, *statuses: str) -> list[ExperimentRow]:
         q = (select(ExperimentRow).where(ExperimentRow.status.in_(statuses))
+             .order_by(ExperimentRow.created_at))
+        with Session(self.engine, expire_on_commit=False) as s:
+            return list(s.scalars(q))
+
+    # -- rooms ----------------------------------------------------------------------------------
+
+    def create_room(self, code: str, name: str, presenter_key: str, state: dict) -> bool:
+        """False if the code is taken (the caller draws another)."""
+        with self._write, Session(self.engine) as s, s.begin():
+            if s.get(RoomRow, code) is not None:
+                return False
+            s.add(RoomRow(code=code, name=name, presenter_key=presenter_key,
+                          created_at=now(), state=json.dumps(state)))
+            return True
+
+    def get_room(self, code: str) -> RoomRow | None:
+        with Session(self.engine, expire_on_commit=False) as s:
+            return s.get(RoomRow, code)
+
+    def set_room_state(self, code: str, state: dict) -> None:
+        with self._write, Session(self.engine) as s, s.begin():
+            s.execute(update(RoomRow).where(RoomRow.code == code)
+                      .values(state=json.dumps(state)))
+
+    def join(self, code: str, client: str, name: str) -> None:
+        with self._write, Session(self.engine) as s, s.begin():
+            member = s.get(MemberRow, (code, client))
+            if member is None:
+                s.add(MemberRow(room=code, client=client, name=name, joined_at=now()))
+            else:
+                member.name = name
+
+    def member(self, code: str, client: str) -> MemberRow | None:
+        with Session(self.engine, expire_on_commit=False) as s:
+            return s.get(MemberRow, (code, client))
+
+    def members(self, code: str) -> list[MemberRow]:
+        q = select(MemberRow).where(MemberRow.room == code).order_by(MemberRow.joined_at)
+        with Session(self.engine, expire_on_commit=False) as s:
+            return list(s.scalars(q))
+
+    def in_room(self, code: str) -> list[ExperimentRow]:
+        q = (select(ExperimentRow).where(ExperimentRow.room == code)
              .order_by(ExperimentRow.created_at))
         with Session(self.engine, expire_on_commit=False) as s:
             return list(s.scalars(q))

@@ -567,6 +567,58 @@
     }
   }
 
+  // ---- a workshop room's board: everyone's validation curves, live --------------------------
+
+  function initBoard(box) {
+    if (box.dataset.ready) return;
+    box.dataset.ready = "1";
+    const code = box.dataset.room, el = box.querySelector('[data-chart="room-curves"]');
+    let index = {}, pending = null;
+    async function load() {
+      const data = await (await fetch(`/api/rooms/${code}`)).json();
+      index = {};
+      const traces = data.experiments.map((e, i) => {
+        index[e.id] = i;
+        const p = Array.isArray(e.dropout) ? e.dropout.join("/") : e.dropout;
+        return { x: e.epochs, y: e.val_loss, mode: "lines", type: "scatter",
+                 name: `${e.author} · ${e.hidden.join("-") || "linear"} · p=${p}`,
+                 line: { width: 2, color: SETTING_COLORS[i % SETTING_COLORS.length] },
+                 hovertemplate: `${e.author}, p=${p}<br>epoch %{x}: %{y:.4g}<extra></extra>` };
+      });
+      Plotly.react(el, traces, { ...layout(Math.max(10, ...data.experiments.map(
+        (e) => e.epochs.length))), height: 360, xaxis: { title: { text: "epoch" } },
+        yaxis: { title: { text: "validation loss" } } }, { responsive: true, displaylogo: false });
+      el.dataset.experiments = String(data.experiments.length);
+    }
+    const reload = () => { if (!pending) pending = setTimeout(() => { pending = null; load(); }, 500); };
+    const source = new EventSource(`/api/rooms/${code}/events`);
+    source.addEventListener("hello", load);  // (re)connected: start from the stored state
+    source.addEventListener("epoch", (e) => {
+      const m = JSON.parse(e.data);
+      if (m.run !== 0) return;
+      const i = index[m.exp];
+      if (i === undefined) { reload(); return; }
+      Plotly.extendTraces(el, { x: [[m.epoch]], y: [[m.val_loss]] }, [i]);
+    });
+    // The leaderboard (an htmx partial) refreshes at most every 2 s while events flow, and
+    // once more after the last one, so it always ends up current.
+    let last = 0, trailing = null;
+    const changed = () => {
+      const wait = Math.max(0, last + 2000 - Date.now());
+      if (trailing) return;
+      trailing = setTimeout(() => {
+        trailing = null; last = Date.now();
+        document.body.dispatchEvent(new CustomEvent("dp:room-update"));
+      }, wait);
+    };
+    source.addEventListener("status", () => { reload(); changed(); });
+    source.addEventListener("epoch", changed);
+    for (const f of ["done", "failed", "cancelled"]) source.addEventListener(f, changed);
+    source.addEventListener("room", () => {
+      if (!document.body.classList.contains("page-present")) location.reload();
+    });
+  }
+
   // ---- controls <-> URL ---------------------------------------------------------------------
   // The address bar always carries the current setup (only values that differ from the
   // defaults), replaced in place so no history entries pile up.
@@ -578,7 +630,8 @@
       if (el.value.trim() !== el.dataset.default) params.set(el.name, el.value.trim());
     }
     const query = params.toString().replace(/%2C/g, ",");
-    history.replaceState(null, "", query ? `/?${query}` : "/");
+    const path = location.pathname; // the playground, or a workshop room's page
+    history.replaceState(null, "", query ? `${path}?${query}` : path);
   }
 
   // A sweep of rates replaces model.dropout (or the input rate): say so next to it.
@@ -621,9 +674,16 @@
     const all = (sel) => [...(root.matches?.(sel) ? [root] : []), ...root.querySelectorAll(sel)];
     all("[data-exp]").forEach(initRun);
     all("[data-compare]").forEach(initCompare);
+    all("[data-room]").forEach(initBoard);
     all("form#controls").forEach(initControls);
     all("[data-copy]").forEach(initCopy);
   }
+
+  // Forms that destroy something ask first.
+  document.addEventListener("submit", (e) => {
+    const form = e.target;
+    if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) e.preventDefault();
+  });
 
   // A run started: errors from an earlier refused attempt no longer apply.
   document.addEventListener("htmx:afterRequest", (e) => {

@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 import anyio
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field, ValidationError
 
 from app.ml.config import ExperimentConfig
 from app.store import FINAL_STATUSES
-from app.web import experiments
+from app.web import experiments, rooms
 from app.web.deps import ClientDep, ExecutorDep, ExperimentDep, LimiterDep, StoreDep
-from app.web.errors import Conflict, NotFound, responses
+from app.web.errors import Conflict, Forbidden, NotFound, responses
 
 router = APIRouter(prefix="/api/experiments", tags=["experiments"],
                    responses=responses(404, 503))
 
 
-@router.post("", status_code=201, responses=responses(400, 413, 429))
+@router.post("", status_code=201, responses=responses(400, 403, 413, 429))
 def create_experiment(config: ExperimentConfig, store: StoreDep, executor: ExecutorDep,
-                      client: ClientDep, limiter: LimiterDep) -> dict:
+                      client: ClientDep, limiter: LimiterDep,
+                      room: str | None = Query(None, max_length=16,
+                                               description="Workshop room code to start it in "
+                                               "(join the room first).")) -> dict:
     """Start an experiment (one run, or a sweep); its page and stream are in the answer."""
-    exp_id = experiments.start(config, store, executor, client, limiter)
+    author = None
+    if room:
+        room_row, state, author = rooms.room_for_play(store, room, client)
+        room = room_row.code
+        try:
+            config = rooms.apply_challenge(config, state)
+        except ValidationError as e:
+            raise RequestValidationError(e.errors()) from None
+    exp_id = experiments.start(config, store, executor, client, limiter, room, author)
     return {"id": exp_id, "url": f"/e/{exp_id}", "status": "queued",
             "events": f"/api/experiments/{exp_id}/events",
             "queue_position": executor.queue_position(exp_id)}
@@ -52,6 +65,35 @@ async def experiment_points(row: ExperimentDep) -> dict:
     if experiments.insight_kind(config) is None:
         raise NotFound("points are drawn only for 2-D classification and 1-D regression")
     return await anyio.to_thread.run_sync(experiments.points_json, config)
+
+
+class Rename(BaseModel):
+    name: str = Field(max_length=80, description="New label (free text).")
+
+
+def require_owner(row, client: str) -> None:
+    if row.owner != client:
+        raise Forbidden("only the browser that started this experiment can change or delete "
+                        "it; you can fork it instead")
+
+
+@router.patch("/{exp_id}", responses=responses(400, 403))
+def rename_experiment(row: ExperimentDep, store: StoreDep, client: ClientDep,
+                      change: Rename) -> dict:
+    """Rename (owner only)."""
+    require_owner(row, client)
+    store.rename(row.id, change.name.strip())
+    return {"id": row.id, "name": change.name.strip()}
+
+
+@router.delete("/{exp_id}", status_code=204, responses=responses(403))
+def delete_experiment(row: ExperimentDep, store: StoreDep, executor: ExecutorDep,
+                      client: ClientDep) -> Response:
+    """Delete with all its epochs (owner only); a running one is stopped first."""
+    require_owner(row, client)
+    executor.cancel(row.id)
+    store.delete(row.id)
+    return Response(status_code=204)
 
 
 @router.get("/{exp_id}/config.json")

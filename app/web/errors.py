@@ -24,7 +24,8 @@ class ErrorOut(BaseModel):
 
 def responses(*codes: int) -> dict[int, dict]:
     """OpenAPI entries for the refusals a route can answer."""
-    text = {400: "Body not readable (not UTF-8 JSON)", 404: "No such experiment",
+    text = {400: "Body not readable (not UTF-8 JSON)", 403: "Not allowed (room rules)",
+            404: "No such experiment",
             409: "Already ended", 413: "Body over the size limit",
             429: "Busy: queue or rate limit (see Retry-After)",
             503: "Database unavailable (see Retry-After)"}

@@ -20,7 +20,8 @@ RETRY_AFTER_SECONDS = 10
 
 
 def start(config: ExperimentConfig, store: Store, executor: LocalExecutor, owner: str,
-          limiter: RateLimiter | None = None) -> str:
+          limiter: RateLimiter | None = None, room: str | None = None,
+          author: str | None = None) -> str:
     """Store a validated config as a queued experiment and hand it to the executor.
 
     Every limit is checked before anything is written, so a refusal stores nothing.
@@ -35,7 +36,7 @@ def start(config: ExperimentConfig, store: Store, executor: LocalExecutor, owner
             raise TooBusy(f"too many new experiments: the limit is {limiter.per_minute} per "
                           f"minute; try again in {wait} s", headers={"Retry-After": str(wait)})
     exp_id = store.create(config.model_dump(mode="json"), config.n_runs,
-                          config.n_runs * config.train.epochs, owner)
+                          config.n_runs * config.train.epochs, owner, room, author)
     try:
         executor.submit(exp_id, owner)
     except QueueFull as e:  # lost a race with another request: undo, then refuse
@@ -77,6 +78,8 @@ def experiment_json(row: ExperimentRow, store: Store,
         "finished_at": row.finished_at,
         "progress": {"epochs_done": row.epochs_done, "epochs_total": row.total_epochs},
         "error": row.error,
+        "room": row.room,
+        "author": row.author,
         "runs": runs_json(row, store),
         "snapshots": [json.loads(e.data) for e in store.events_after(row.id, kinds=["snapshot"])],
         "summary": json.loads(row.summary) if row.summary else {},

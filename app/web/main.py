@@ -9,6 +9,7 @@ Plotly's bundle from the plotly Python package, htmx from node_modules (npm).
 from __future__ import annotations
 
 import asyncio
+import json
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -22,8 +23,8 @@ from sqlalchemy.exc import OperationalError
 from app.events import Broker
 from app.jobs import LocalExecutor
 from app.settings import Settings
-from app.store import Store
-from app.web import api, pages, stream
+from app.store import Event, Store
+from app.web import api, pages, rooms, stream
 from app.web.errors import (
     AppError,
     app_error_handler,
@@ -40,18 +41,37 @@ VENDOR = {
 }
 
 
+def _publisher(store: Store, broker: Broker):
+    """What the executor calls (from its thread) with an experiment's new events: they go to
+    the experiment's streams, and, for an experiment started in a workshop room, to the room's
+    board too (tagged with the experiment id; snapshots stay on the experiment's page)."""
+    room_of: dict[str, str | None] = {}
+
+    def publish(exp_id: str, events) -> None:
+        if not events:
+            return
+        broker.publish_threadsafe(exp_id, events)
+        if exp_id not in room_of:
+            if len(room_of) > 10_000:
+                room_of.clear()
+            row = store.get(exp_id)
+            room_of[exp_id] = row.room if row else None
+        if room_of[exp_id]:
+            tagged = [Event(e.seq, e.kind, json.dumps({"exp": exp_id, **json.loads(e.data)}))
+                      for e in events if e.kind != "snapshot"]
+            broker.publish_threadsafe(f"room:{room_of[exp_id]}", tagged)
+
+    return publish
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        loop = asyncio.get_running_loop()
         store = Store(settings.db_url)
-        broker = Broker()
-
-        def publish(topic, events) -> None:  # called from the dispatcher thread
-            if events:
-                loop.call_soon_threadsafe(broker.publish, topic, events)
+        broker = Broker(asyncio.get_running_loop())
+        publish = _publisher(store, broker)
 
         executor = LocalExecutor(store, publish, settings.workers, settings.torch_threads,
                                  settings.max_queued, settings.max_queued_per_client,
@@ -76,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(stream.router)
     app.include_router(pages.router)
+    app.include_router(rooms.router)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
 
     @app.get("/vendor/{name}", include_in_schema=False)

@@ -14,13 +14,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 
+from app.ml.config import ExperimentConfig, describe_errors
 from app.ml.datasets import CATALOG
 from app.ml.runs import epoch_fields, plan_runs, snapshot_runs
+from app.ml.scenarios import SCENARIOS
 from app.store import ExperimentRow, Store
-from app.web import experiments, forms
+from app.web import api, experiments, forms, rooms
 from app.web.deps import ClientDep, ExecutorDep, ExperimentDep, LimiterDep, SettingsDep, StoreDep
-from app.web.errors import TooBusy
+from app.web.errors import AppError, TooBusy
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 router = APIRouter(include_in_schema=False)
@@ -90,10 +93,15 @@ def playground(request: Request, settings: SettingsDep):
     errors: dict[str, str] = {}
     if params:
         _, errors = forms.validate(params)
+    hide = {h.strip() for h in params.get("hide", "").split(",") if h.strip()}
     return render(request, "playground.html", {
         "sections": forms.filled_sections(params, errors),
         "form_errors": forms.unplaced_errors(errors),
         "catalog": CATALOG,
+        # presenter mode: large type; `hide` names control groups to hide (only controls:
+        # every chart and curve always stays)
+        "present": params.get("present") == "1",
+        "hidden_sections": hide & {s.key or "label" for s in forms.blank_sections()},
     })
 
 
@@ -103,19 +111,30 @@ async def play(request: Request, store: StoreDep, executor: ExecutorDep, client:
     """The form's Train button: start the experiment, answer the live run panel."""
     params = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     config, errors = forms.validate(params)
+    room = author = None
+    try:
+        if config is not None and params.get("room"):
+            room_row, state, author = rooms.room_for_play(store, params["room"], client)
+            room = room_row.code
+            config = rooms.apply_challenge(config, state)
+    except ValidationError as e:
+        config, errors = None, {err["field"]: err["message"] for err in describe_errors(e)}
+    except AppError as e:  # closed, paused, not joined
+        return render(request, "partials/run.html", {"busy": e.message}, status=e.status)
     if config is None:
         return render(request, "partials/controls.html", {
             "sections": forms.filled_sections(params, errors),
-            "form_errors": forms.unplaced_errors(errors),
+            "form_errors": forms.unplaced_errors(errors), "room_code": params.get("room"),
         }, status=422, headers={"HX-Retarget": "#controls", "HX-Reswap": "outerHTML"})
     try:
-        exp_id = experiments.start(config, store, executor, client, limiter)
+        exp_id = experiments.start(config, store, executor, client, limiter, room, author)
     except TooBusy as e:
         return render(request, "partials/run.html", {"busy": e.message}, status=429,
                       headers=e.headers)
     row = store.get(exp_id)
     query = forms.config_to_query(config)
-    headers = {"HX-Trigger": "dp:started", "HX-Replace-Url": f"/?{query}" if query else "/"}
+    url = f"/rooms/{room}" if room else (f"/?{query}" if query else "/")
+    headers = {"HX-Trigger": "dp:started", "HX-Replace-Url": url}
     if not request.headers.get("HX-Request"):
         return RedirectResponse(f"/e/{exp_id}", status_code=303)
     return render(request, "partials/run.html", run_context(row, store), headers=headers)
@@ -128,9 +147,44 @@ def experiment_twin(row: ExperimentDep, store: StoreDep, executor: ExecutorDep) 
 
 
 @router.get("/e/{exp_id}", response_class=HTMLResponse)
-def experiment_page(request: Request, row: ExperimentDep, store: StoreDep):
+def experiment_page(request: Request, row: ExperimentDep, store: StoreDep, client: ClientDep):
     """An experiment's permanent page: config, curves (live or complete), summary, actions."""
-    return render(request, "experiment.html", {**run_context(row, store), **_summary(row)})
+    return render(request, "experiment.html", {**run_context(row, store), **_summary(row),
+                                               "owner": row.owner == client})
+
+
+@router.post("/e/{exp_id}/rename")
+async def rename_page(request: Request, row: ExperimentDep, store: StoreDep, client: ClientDep):
+    """The share page's rename form (owner only)."""
+    form = await request.form()
+    api.rename_experiment(row, store, client, api.Rename(name=str(form.get("name", ""))[:80]))
+    return RedirectResponse(f"/e/{row.id}", status_code=303)
+
+
+@router.post("/e/{exp_id}/delete")
+def delete_page(row: ExperimentDep, store: StoreDep, executor: ExecutorDep, client: ClientDep):
+    """The share page's delete button (owner only)."""
+    api.delete_experiment(row, store, executor, client)
+    return RedirectResponse("/", status_code=303)
+
+
+@router.post("/import", response_class=HTMLResponse)
+async def import_config(request: Request):
+    """Start from a pasted or uploaded config JSON: opens the playground with it."""
+    form = await request.form()
+    upload = form.get("file")
+    text = str(form.get("config") or "")
+    if upload is not None and not isinstance(upload, str):
+        text = (await upload.read(64 * 1024)).decode("utf-8", "replace") or text
+    try:
+        config = ExperimentConfig.model_validate_json(text)
+    except ValidationError as e:
+        problems = [f"{d['field']}: {d['message']}" for d in describe_errors(e)]
+        return render(request, "playground.html", {
+            "sections": forms.blank_sections(), "form_errors": [], "catalog": CATALOG,
+            "import_errors": problems, "import_text": text}, status=422)
+    query = forms.config_to_query(config)
+    return RedirectResponse(f"/?{query}" if query else "/", status_code=303)
 
 
 @router.get("/e/{exp_id}/summary", response_class=HTMLResponse)
@@ -141,6 +195,17 @@ def experiment_summary(request: Request, row: ExperimentDep, store: StoreDep):
 
 def _summary(row: ExperimentRow) -> dict:
     return {"summary": json.loads(row.summary) if row.summary else None}
+
+
+@router.get("/scenarios", response_class=HTMLResponse)
+def scenarios(request: Request):
+    """Guided scenarios: one-click setups with an explanation and what to look for."""
+    items = []
+    for s in SCENARIOS:
+        config = ExperimentConfig.model_validate(s.config)
+        items.append({"s": s, "query": forms.config_to_query(config),
+                      "params": forms.config_to_params(config)})
+    return render(request, "scenarios.html", {"items": items})
 
 
 MAX_COMPARE = 8
