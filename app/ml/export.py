@@ -257,16 +257,8 @@ def make_data():
     """
 $load
     held = fold_indices(len(data.train.y), FOLDS, d["seed"])[FOLD]
-    keep = np.setdiff1d(np.arange(len(data.train.y)), held)
-    # float64 statistics: in float32 a column that is constant on these rows would get a tiny
-    # nonzero std from rounding, and a held-out value off that constant would blow up
-    x_train = data.train.x[keep]
-    mean, std = x_train.mean(0, dtype=np.float64), x_train.std(0, dtype=np.float64)
-    std[std < 1e-8] = 1.0  # constant columns stay at zero
-    splits = [(x_train, data.train.y[keep]), (data.train.x[held], data.train.y[held]),
-              (data.test.x, data.test.y)]
-    return data.info, [(torch.from_numpy(((x - mean) / std).astype(np.float32)),
-                        torch.from_numpy(y)) for x, y in splits]''')
+    splits = fold_split(data, held)  # from the dataset code above, as the playground does
+    return data.info, [(torch.from_numpy(s.x), torch.from_numpy(s.y)) for s in splits]''')
 
 
 def script_for(config: ExperimentConfig, run: int = 0) -> str:

@@ -235,31 +235,12 @@ def _chunks(items: list, size: int) -> Iterator[list]:
 
 
 def _fold_group(chunk: list[RunResult], data: datasets.Dataset, parts: list[np.ndarray]) -> _Group:
-    """Per-member data for cross-validation: train on the other folds, validate on this one.
-
-    Each member is re-standardized with its own training rows' statistics, so the held-out fold
-    never leaks into the input scaling.
-    """
-    xs: dict[str, list] = {"train": [], "val": [], "test": []}
-    ys: dict[str, list] = {"train": [], "val": [], "test": []}
-    for r in chunk:
-        held = parts[r.spec.fold]
-        keep = np.setdiff1d(np.arange(len(data.train.y)), held)
-        xt = data.train.x[keep]
-        # float64 statistics: in float32 a constant column gets std ~3e-8 from rounding, above
-        # the cut below, and a held-out value off that constant is blown up ~1e8 times
-        mean, std = xt.mean(0, dtype=np.float64), xt.std(0, dtype=np.float64)
-        std[std < 1e-8] = 1.0
-        # the held-out fold is scored against the true labels, as the validation split is
-        truth = data.train.y if data.train.y_clean is None else data.train.y_clean
-        for name, x, y in (("train", xt, data.train.y[keep]),
-                           ("val", data.train.x[held], truth[held]),
-                           ("test", data.test.x, data.test.y)):
-            xs[name].append((x - mean) / std)
-            ys[name].append(y)
-    split = {name: _Data(torch.from_numpy(np.stack(xs[name]).astype(np.float32)),
-                         torch.from_numpy(np.stack(ys[name]))) for name in xs}
-    return _Group(chunk, split["train"], split["val"], split["test"], data.task)
+    """Per-member data for cross-validation (datasets.fold_split: train on the other folds,
+    validate on this one, each member re-standardized on its own training rows)."""
+    splits = [datasets.fold_split(data, parts[r.spec.fold]) for r in chunk]
+    stacked = [_Data(torch.from_numpy(np.stack([s[i].x for s in splits])),
+                     torch.from_numpy(np.stack([s[i].y for s in splits]))) for i in range(3)]
+    return _Group(chunk, *stacked, data.task)
 
 
 def _tidy(v: float) -> float | None:
