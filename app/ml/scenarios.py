@@ -65,7 +65,8 @@ SCENARIOS = [
     Scenario(
         "too-much-dropout", "Too much dropout: underfitting",
         "Dropout is a regularizer, and too much of it starves the network: with p = 0.9 only "
-        "one unit in ten takes part in each step, and the kept ones are scaled up tenfold.",
+        "one unit in ten, on average, takes part in each step, and the kept ones are scaled "
+        "up tenfold (1/(1-p)).",
         "With p = 0.9 even the training accuracy stays well below p = 0.5's, and the "
         "validation accuracy drops too: the network underfits.",
         {"name": "Too much dropout", "dataset": TINY_MOONS, "model": WIDE, "train": LONG,
@@ -77,8 +78,8 @@ SCENARIOS = [
         "noise-labels", "Pure noise: memorization, and how dropout slows it",
         "The labels are random: there is nothing to learn, only to memorize. A wide network "
         "memorizes 200 random labels anyway; validation accuracy stays at chance (50%).",
-        "Training accuracy reaches 99% several times later with p = 0.5 than with p = 0, while "
-        "validation accuracy stays near 50% for both.",
+        "Training accuracy reaches 99% at least twice as late with p = 0.5 as with p = 0, "
+        "while validation accuracy stays near 50% for both.",
         {"name": "Pure noise", "dataset": {"name": "noise", "n_train": 200}, "model": WIDE,
          "train": {"epochs": 150, "lr": 0.003}, "sweep": {"dropout": [0.0, 0.5]}},
         lambda runs: (_first_epoch(runs[1], "train_acc", 0.99)
@@ -105,8 +106,8 @@ SCENARIOS = [
         "irrelevant-features", "Many irrelevant inputs: input dropout",
         "Forty random input columns sit beside the two real ones. With 100 training points a "
         "network finds patterns in the noise columns that do not hold on new data. Dropout on "
-        "the inputs hides a random half of them at each step, so no single input can be "
-        "relied on.",
+        "the inputs hides a random half of them, on average, at each step, so no single "
+        "input can be relied on.",
         "With input dropout p = 0.5 the final validation loss and the generalization gap are "
         "much lower than with p = 0.",
         {"name": "Irrelevant inputs",
