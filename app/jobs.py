@@ -57,6 +57,7 @@ class _Worker:
     ready: bool = False
     started: float = 0.0  # time.monotonic() when the job started
     timed_out: bool = False
+    restart_at: float = 0.0  # a dead slot waiting to be respawned (process is None)
 
 
 @dataclass
@@ -68,10 +69,13 @@ class LocalExecutor:
     max_queued: int
     max_per_client: int = 1_000_000  # queued + running experiments of one client
     max_run_seconds: float = float("inf")  # wall time of one experiment
+    target: Callable = worker_main  # what a worker process runs (tests swap it)
     _pool: list[_Worker] = field(default_factory=list)
     _queue: list[_Job] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stopping: bool = False
+    _failed_starts: int = 0  # workers that died before they were ready, in a row
+    failed_starts_total: int = 0
 
     def start(self) -> None:
         self._ctx = mp.get_context("spawn")  # never fork a process that may hold threads/locks
@@ -97,6 +101,8 @@ class LocalExecutor:
         self._wake()
         self._thread.join(timeout)
         for w in self._pool:
+            if w.process is None:
+                continue
             if w.job:
                 self._finish(w.job, "failed", {"error": "the server was stopped during "
                                                         "training; the epochs trained before "
@@ -104,6 +110,8 @@ class LocalExecutor:
             with contextlib.suppress(OSError):
                 w.conn.send(None)
         for w in self._pool:
+            if w.process is None:
+                continue
             w.process.join(1.0)
             if w.process.is_alive():
                 w.process.kill()
@@ -163,7 +171,7 @@ class LocalExecutor:
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe()
         cancel = self._ctx.Value("b", 0, lock=False)
-        proc = self._ctx.Process(target=worker_main, args=(child, cancel, self.threads),
+        proc = self._ctx.Process(target=self.target, args=(child, cancel, self.threads),
                                  name="dp-worker", daemon=True)
         proc.start()
         child.close()
@@ -182,10 +190,12 @@ class LocalExecutor:
                 time.sleep(0.5)
 
     def _step(self) -> None:
+        self._respawn_due()
         self._assign()
         self._enforce_time_limit()
-        conns = {w.conn: w for w in self._pool}
-        sentinels = {w.process.sentinel: w for w in self._pool}
+        live = [w for w in self._pool if w.process is not None]
+        conns = {w.conn: w for w in live}
+        sentinels = {w.process.sentinel: w for w in live}
         for ready in wait([*conns, *sentinels, self._wake_r], timeout=1.0):
             if ready == self._wake_r:
                 os.read(self._wake_r, 4096)
@@ -294,4 +304,21 @@ class LocalExecutor:
             if code == -9:
                 reason += ", probably killed for using too much memory"
             self._finish(w.job, "failed", {"error": reason})
-        self._pool[self._pool.index(w)] = self._spawn()
+        slot = self._pool.index(w)
+        if w.ready:  # it had started fine: replace it at once
+            self._failed_starts = 0
+            self._pool[slot] = self._spawn()
+            return
+        # It died while starting (a broken install, no memory): retry with a growing delay
+        # instead of a tight crash loop.
+        self._failed_starts += 1
+        delay = min(60.0, 0.5 * 2 ** self._failed_starts)
+        log.error("a worker failed to start (exit code %s); retrying in %.0f s", code, delay)
+        self._pool[slot] = _Worker(None, None, None, restart_at=time.monotonic() + delay)
+        self.failed_starts_total += 1
+
+    def _respawn_due(self) -> None:
+        now = time.monotonic()
+        for i, w in enumerate(self._pool):
+            if w.process is None and now >= w.restart_at:
+                self._pool[i] = self._spawn()

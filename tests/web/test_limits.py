@@ -92,3 +92,25 @@ def test_queue_limits_name_the_limit_and_the_value(queued):
         return
     with pytest.raises(Exception, match="3 experiments are waiting, the limit is 3"):
         executor.check_room("dave")
+
+
+def broken_worker(conn, cancel, threads) -> None:
+    """A worker that dies while starting, as with a broken install."""
+    raise SystemExit(3)
+
+
+def test_a_worker_that_cannot_start_is_retried_with_backoff_not_in_a_loop(tmp_path):
+    import time
+
+    from app.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    executor = LocalExecutor(store, publish=lambda *a: None, workers=1, threads=1,
+                             max_queued=5, target=broken_worker)
+    executor.start()
+    try:
+        time.sleep(4)  # delays 1 s, 2 s, 4 s...: at most 3 failed starts in 4 s
+        assert 1 <= executor.failed_starts_total <= 3
+        assert executor.ready_workers() == 0
+    finally:
+        executor.stop()
