@@ -76,3 +76,31 @@ def test_sigkill_loses_nothing_stored_and_the_queue_runs_after_a_restart(tmp_pat
     server.proc.kill()  # SIGKILL: no cleanup at all; its workers die with their pipes
     server.proc.wait(10)
     _restart_and_check(server, running, queued, epochs_before, "restarted")
+
+
+def test_a_locked_database_answers_503_saves_nothing_and_recovers(tmp_path):
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from app.settings import Settings
+    from app.store import STATUSES
+    from app.web.main import create_app
+
+    settings = Settings(data_dir=tmp_path, workers=1, threads_per_worker=1)
+    with TestClient(create_app(settings)) as client:
+        store = client.app.state.store
+        before = store.count(*STATUSES)
+        blocker = sqlite3.connect(tmp_path / "playground.db", timeout=0)
+        blocker.execute("BEGIN EXCLUSIVE")  # another program holds the write lock
+        try:
+            res = client.post("/api/experiments", json=TINY)  # waits out the busy timeout
+        finally:
+            blocker.rollback()
+            blocker.close()
+        assert res.status_code == 503 and res.headers["Retry-After"]
+        assert "database is unavailable" in res.json()["detail"]
+        assert store.count(*STATUSES) == before  # nothing half-written
+        again = client.post("/api/experiments", json=TINY)
+        assert again.status_code == 201
+        assert finished(client, again.json()["id"])["status"] == "done"
