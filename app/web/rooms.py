@@ -291,14 +291,35 @@ def _room_context(room: RoomRow, store: Store, presenter: bool = False) -> dict:
             "board": board_data(room, store, presenter)}
 
 
+_curves: dict[str, tuple[int, list[dict]]] = {}  # experiment id -> (last_seq, run 0's epochs)
+
+
+def _run0_epochs(row, store: Store) -> list[dict]:
+    """Run 0's stored epochs, re-read only when the experiment has new events: 40 boards
+    refreshing during a workshop parse each finished experiment's log once, not 40 times."""
+    hit = _curves.get(row.id)
+    if hit and hit[0] == row.last_seq:
+        return hit[1]
+    if len(_curves) > 5000:
+        _curves.clear()
+    epochs = store.epochs_by_run(row.id, row.n_runs)[0]
+    _curves[row.id] = (row.last_seq, epochs)
+    return epochs
+
+
 def board_data(room: RoomRow, store: Store, presenter: bool) -> dict:
-    state = state_of(room)
+    """Everything a board shows: members, every experiment's validation curve (run 0) and,
+    if the viewer may see it, the leaderboard."""
+    return _board_data(room, state_of(room), store, presenter)
+
+
+def _board_data(room: RoomRow, state: RoomState, store: Store, presenter: bool) -> dict:
     members = {m.client: m.name for m in store.members(room.code)}
     rows = store.in_room(room.code)
     entries = []
     for row in rows:
         config = experiments.config_of(row)
-        curve = store.epochs_by_run(row.id, row.n_runs)[0]
+        curve = _run0_epochs(row, store)
         metric = primary_metric(config.task)
         best = min(curve, key=lambda e: e["val_loss"] if e["val_loss"] is not None
                    else float("inf")) if curve else None
