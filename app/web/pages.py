@@ -122,9 +122,18 @@ async def play(request: Request, store: StoreDep, executor: ExecutorDep, client:
     except AppError as e:  # closed, paused, not joined
         return render(request, "partials/run.html", {"busy": e.message}, status=e.status)
     if config is None:
+        fixed: tuple[str, ...] = ()
+        if params.get("room"):  # a refused run in a room keeps the challenge's data fixed
+            room_row = store.get_room(params["room"].strip().upper())
+            challenge = rooms.state_of(room_row).challenge if room_row else None
+            if challenge is not None:
+                fixed = ("dataset",)
+                params.update({f"dataset.{k}": forms.to_text(v)
+                               for k, v in challenge.dataset.model_dump().items()})
         return render(request, "partials/controls.html", {
             "sections": forms.filled_sections(params, errors),
             "form_errors": forms.unplaced_errors(errors), "room_code": params.get("room"),
+            "fixed_sections": fixed,
         }, status=422, headers={"HX-Retarget": "#controls", "HX-Reswap": "outerHTML"})
     try:
         exp_id = experiments.start(config, store, executor, client, limiter, room, author)

@@ -19,10 +19,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from app.ml.config import ExperimentConfig
+from app.ml.config import MAX_EPOCHS, DatasetConfig, ExperimentConfig, describe_errors
 from app.ml.summary import primary_metric
 from app.store import FINAL_STATUSES, Event, RoomRow, Store
 from app.web import experiments, forms
@@ -37,9 +37,10 @@ PRESENTER_COOKIE = "dp_presenter_"
 class Challenge(BaseModel):
     """What the presenter fixes; participants choose the network and the dropout."""
 
-    dataset: dict = Field(default_factory=lambda: {"name": "moons", "n_train": 100,
-                                                   "noise": 0.3})
-    epochs: int = Field(200, ge=1, le=1000, description="Epoch budget per experiment.")
+    dataset: DatasetConfig = Field(
+        default_factory=lambda: DatasetConfig(name="moons", n_train=100, noise=0.3),
+        description="The data everyone trains on (every dataset field; unnamed ones default).")
+    epochs: int = Field(200, ge=1, le=MAX_EPOCHS, description="Epoch budget per experiment.")
 
 
 class RoomState(BaseModel):
@@ -90,7 +91,7 @@ def apply_challenge(config: ExperimentConfig, state: RoomState) -> ExperimentCon
     if state.challenge is None:
         return config
     raw = config.model_dump(mode="json")
-    raw["dataset"] = {**raw["dataset"], **state.challenge.dataset}
+    raw["dataset"] = state.challenge.dataset.model_dump()  # the same data for everyone
     if raw["train"]["epochs"] > state.challenge.epochs:
         from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
@@ -135,7 +136,6 @@ def create_room(store: StoreDep, name: Annotated[str, Form(max_length=80)] = "")
 @router.get("/rooms/{code}/present", response_class=HTMLResponse, include_in_schema=False)
 def presenter_page(request: Request, room: RoomDep, store: StoreDep, key: str = ""):
     """The presenter's view: code, QR, join link, controls, and the board."""
-    from app.web.pages import render
 
     if key:  # the secret link: keep the key in a cookie, then drop it from the address bar
         if not secrets.compare_digest(hash_key(key), room.presenter_key):
@@ -145,11 +145,19 @@ def presenter_page(request: Request, room: RoomDep, store: StoreDep, key: str = 
                             httponly=True, samesite="lax", max_age=7 * 86400)
         return response
     require_presenter(request, room)
+    return _presenter_page(request, room, store)
+
+
+def _presenter_page(request: Request, room: RoomRow, store: Store, error: str = "",
+                    status: int = 200):
+    from app.web.pages import render
+
     join = str(request.url_for("room_page", code=room.code))
     return render(request, "room_present.html", {
         **_room_context(room, store, presenter=True), "join_url": join, "qr": _qr_svg(join),
         "presenter": True, "datasets": forms.blank_sections()[0].fields[0].options,
-    })
+        "form_error": error,
+    }, status=status)
 
 
 @router.get("/rooms/{code}", response_class=HTMLResponse, name="room_page", include_in_schema=False)
@@ -166,7 +174,7 @@ def room_page(request: Request, room: RoomDep, store: StoreDep, client: ClientDe
     state = context["state"]
     params = dict(request.query_params)
     if state.challenge:  # show the challenge's data in the controls
-        for key, value in state.challenge.dataset.items():
+        for key, value in state.challenge.dataset.model_dump().items():
             params[f"dataset.{key}"] = forms.to_text(value)
         params.setdefault("train.epochs", str(min(100, state.challenge.epochs)))
     return render(request, "room.html", {
@@ -229,8 +237,7 @@ def room_settings(request: Request, room: RoomDep, store: StoreDep, broker: Brok
     leaderboard, close the room."""
     require_presenter(request, room)
     state = state_of(room)
-    if change.challenge is not None:
-        ExperimentConfig.model_validate({"dataset": change.challenge.dataset})  # 422 if bad
+    if change.challenge is not None:  # validated on the way in (422 if bad)
         state.challenge = change.challenge
     if change.clear_challenge:
         state.challenge = None
@@ -251,10 +258,15 @@ async def room_settings_form(request: Request, room: RoomDep, store: StoreDep,
     change = RoomSettings()
     action = form.get("action")
     if action == "challenge":
-        dataset = {"name": form.get("dataset.name", "moons"),
-                   "n_train": int(form.get("dataset.n_train") or 100),
-                   "noise": float(form.get("dataset.noise") or 0.3)}
-        change.challenge = Challenge(dataset=dataset, epochs=int(form.get("epochs") or 200))
+        try:
+            dataset = DatasetConfig(name=form.get("dataset.name", "moons"),
+                                    n_train=form.get("dataset.n_train") or 100,
+                                    noise=form.get("dataset.noise") or 0.3)
+            change.challenge = Challenge(dataset=dataset, epochs=form.get("epochs") or 200)
+        except ValidationError as e:
+            require_presenter(request, room)
+            problems = "; ".join(f"{d['field']}: {d['message']}" for d in describe_errors(e))
+            return _presenter_page(request, room, store, error=problems, status=422)
     elif action == "clear":
         change.clear_challenge = True
     elif action in ("lock", "open"):
@@ -356,7 +368,7 @@ def _qr_svg(url: str) -> str:
 
 def room_for_play(store: Store, code: str, client: str) -> tuple[RoomRow, RoomState, str]:
     """(room, state, display name) for a participant starting an experiment in a room."""
-    room = store.get_room(code)
+    room = store.get_room(code.strip().upper())
     if room is None:
         raise NotFound(f"no room with code {code!r}")
     member = store.member(room.code, client)
