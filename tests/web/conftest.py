@@ -222,3 +222,114 @@ def iter_sse(response: httpx.Response):
             key, _, value = line.partition(":")
             value = value[1:] if value.startswith(" ") else value
             event[key] = event.get(key, "") + value if key == "data" else value
+
+
+# -- helpers shared by test_rooms and test_workshop_pages: a small HTML tree to query
+
+
+class Node:
+    """An element of a parsed page: tag, attributes, children, parent and its text."""
+
+    def __init__(self, tag: str, attrs: dict[str, str], parent: Node | None = None):
+        self.tag, self.attrs, self.parent = tag, attrs, parent
+        self.children: list[Node] = []
+        self.content: list[str | Node] = []  # text and child elements, in document order
+
+    @property
+    def text(self) -> str:
+        """All text inside, tags dropped and entities decoded, whitespace collapsed."""
+        parts: list[str] = []
+
+        def walk(node: Node) -> None:
+            for item in node.content:
+                if isinstance(item, str):
+                    parts.append(item)
+                else:
+                    walk(item)
+        walk(self)
+        return " ".join(" ".join(parts).split())
+
+    def classes(self) -> set[str]:
+        return set(self.attrs.get("class", "").split())
+
+    def iter(self):
+        for child in self.children:
+            yield child
+            yield from child.iter()
+
+    def find_all(self, tag: str | None = None, **attrs: str | bool) -> list[Node]:
+        """Descendants with this tag and these attributes (data_chart= means data-chart=;
+        class_= matches one class; True means the attribute is present)."""
+        def matches(node: Node) -> bool:
+            if tag is not None and node.tag != tag:
+                return False
+            for key, want in attrs.items():
+                name = key.rstrip("_").replace("_", "-")
+                if want is True:
+                    if name not in node.attrs:
+                        return False
+                elif name == "class":
+                    if want not in node.classes():
+                        return False
+                elif node.attrs.get(name) != want:
+                    return False
+            return True
+        return [n for n in self.iter() if matches(n)]
+
+    def find(self, tag: str | None = None, **attrs: str | bool) -> Node:
+        """The first match; fails the test if there is none."""
+        found = self.find_all(tag, **attrs)
+        assert found, f"no <{tag or '*'} {attrs}> in the page"
+        return found[0]
+
+    def hidden(self) -> bool:
+        """True if this element or one around it has the `hidden` attribute."""
+        node: Node | None = self
+        while node is not None:
+            if "hidden" in node.attrs:
+                return True
+            node = node.parent
+        return False
+
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+        "track", "wbr"}
+
+
+def html_tree(text: str) -> Node:
+    """Parse an HTML page or fragment into Nodes (lenient: unmatched end tags are ignored)."""
+    from html.parser import HTMLParser
+
+    root = Node("#root", {})
+
+    class Builder(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.stack = [root]
+
+        def add(self, tag, attrs) -> Node:
+            parent = self.stack[-1]
+            node = Node(tag, {k: v or "" for k, v in attrs}, parent)
+            parent.children.append(node)
+            parent.content.append(node)
+            return node
+
+        def handle_starttag(self, tag, attrs):
+            node = self.add(tag, attrs)
+            if tag not in VOID:
+                self.stack.append(node)
+
+        def handle_startendtag(self, tag, attrs):
+            self.add(tag, attrs)
+
+        def handle_endtag(self, tag):
+            for i in range(len(self.stack) - 1, 0, -1):
+                if self.stack[i].tag == tag:
+                    del self.stack[i:]
+                    return
+
+        def handle_data(self, data):
+            self.stack[-1].content.append(data)
+
+    Builder().feed(text)
+    return root

@@ -1,0 +1,192 @@
+"""A workshop in a real headless Chromium: a presenter and a participant, each in a browser
+context of their own (own cookies), on the app served by `live_server`.
+
+The presenter creates a room and watches the board; the participant joins with a name and
+trains; the participant's curve grows live on the presenter's board and their name reaches the
+leaderboard. The participant cannot use presenter actions. A challenge set on the presenter's
+page reloads the participant's page by itself (a `room` event) with the data fixed.
+
+As in test_browser.py, waits are explicit (selectors, `expect`, or `poll_js` through
+`page.evaluate`), never `page.wait_for_function`: the app's CSP refuses the eval it needs.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+pytestmark = pytest.mark.browser
+
+TIMEOUT_S = 30.0
+TIMEOUT_MS = int(TIMEOUT_S * 1000)
+ONLY_PRESENTER = "only the presenter of this room can do that"
+
+# Points of the participant's trace on the board's curve chart (None until it is drawn).
+TRACE_JS = """(author) => {
+  const el = document.querySelector('[data-chart="room-curves"]');
+  if (!el || !el.data) return null;
+  const t = el.data.find((t) => (t.name || "").startsWith(author + " · "));
+  return t ? {x: Array.from(t.x), y: Array.from(t.y)} : null;
+}"""
+# Sample the length of the participant's trace every 50 ms, in the page, into __lengths.
+RECORD_LENGTHS_JS = """(author) => {
+  window.__lengths = [];
+  setInterval(() => {
+    const el = document.querySelector('[data-chart="room-curves"]');
+    const t = el && el.data && el.data.find((t) => (t.name || "").startsWith(author + " · "));
+    const n = t ? t.x.length : null;
+    if (n !== null && n !== window.__lengths[window.__lengths.length - 1]) window.__lengths.push(n);
+  }, 50);
+}"""
+# A presenter action attempted from a participant's page, with its cookies.
+SETTINGS_FETCH_JS = """async ([code, change]) => {
+  const r = await fetch(`/api/rooms/${code}/settings`, {method: "POST",
+    headers: {"Content-Type": "application/json"}, body: JSON.stringify(change)});
+  return {status: r.status, body: await r.json()};
+}"""
+# The board has its stored state: its event stream said hello (subscribed) and it loaded.
+BOARD_READY = '[data-chart="room-curves"][data-experiments]'
+
+
+def poll_js(page: Page, script: str, arg=None, *, until: Callable = bool,
+            timeout: float = TIMEOUT_S):
+    """Evaluate `script` in the page until `until(value)` holds; return that value."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = page.evaluate(script, arg)
+        if until(value):
+            return value
+        page.wait_for_timeout(50)
+    raise AssertionError(f"not met within {timeout}s; last value: {value!r}")
+
+
+def field(name: str) -> str:
+    """CSS selector of the control of a dotted config key (ids contain dots)."""
+    return "#f-" + name.replace(".", r"\.")
+
+
+@pytest.fixture
+def new_page(browser: Browser) -> Iterator[Callable[..., Page]]:
+    """Pages in fresh contexts (own cookies); console errors fail the test, except the 403s a
+    page made with `refusals=True` is expected to get."""
+    contexts, errors = [], []
+
+    def make(refusals: bool = False) -> Page:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        contexts.append(context)
+        p = context.new_page()
+
+        def console(m) -> None:
+            if m.type == "error" and not (refusals and "403" in m.text):
+                errors.append(m.text)
+        p.on("pageerror", lambda e: errors.append(str(e)))
+        p.on("console", console)
+        return p
+
+    yield make
+    for context in contexts:
+        context.close()
+    assert not errors, errors
+
+
+def create_room(presenter: Page, base: str) -> str:
+    """Through the form; returns the code read off the presenter page it lands on."""
+    presenter.goto(base + "/rooms/new")
+    presenter.fill("#room-name", "Browser workshop")
+    presenter.click("button:has-text('Create room')")
+    href = poll_js(presenter, "location.href",
+                   until=lambda h: re.search(r"/rooms/[A-Z2-9-]{7}/present$", h))
+    code = presenter.locator(".room-code.big").inner_text().strip()
+    assert href == f"{base}/rooms/{code}/present"  # the secret is gone from the address bar
+    return code
+
+
+def join(participant: Page, base: str, code: str, name: str) -> None:
+    participant.goto(f"{base}/rooms/{code}")
+    participant.fill("#display-name", name)
+    participant.click("button:has-text('Join')")
+    participant.wait_for_selector("form#controls", timeout=TIMEOUT_MS)
+    expect(participant.locator("#room-banner")).to_contain_text(f"you are {name}")
+
+
+def test_a_workshop_in_two_browsers(new_page, live_server):
+    base = live_server.url
+    presenter, participant = new_page(), new_page(refusals=True)
+    code = create_room(presenter, base)
+    assert presenter.locator(".qr svg").count() == 1
+    expect(presenter.locator(".join-box")).to_contain_text(f"{base}/rooms/{code}")
+    presenter.wait_for_selector(BOARD_READY, timeout=TIMEOUT_MS)
+
+    join(participant, base, code, "Ada")
+    # ~3000 small steps: a few seconds, so the presenter sees the curve grow
+    for name, value in {"train.epochs": "60", "dataset.n_train": "100",
+                        "train.batch_size": "2"}.items():
+        participant.fill(field(name), value)
+    participant.click("#train-button")
+    run = participant.wait_for_selector("section#run[data-exp]", timeout=TIMEOUT_MS)
+    exp_id = run.get_attribute("data-exp")
+
+    # The presenter's board draws the participant's curve and extends it live: the page itself
+    # samples the trace's length (evaluate round trips are slow while the page redraws).
+    presenter.evaluate(RECORD_LENGTHS_JS, "Ada")
+    trace = poll_js(presenter, TRACE_JS, "Ada", until=lambda t: t and len(t["x"]) == 60)
+    lengths = poll_js(presenter, "window.__lengths", until=lambda n: n and n[-1] == 60)
+    assert lengths == sorted(lengths) and lengths[-1] == 60, lengths
+    assert len({n for n in lengths if 0 < n < 60}) >= 3, lengths  # drawn while training
+    participant.wait_for_selector("section#run[data-final='done']", timeout=TIMEOUT_MS)
+    stored = httpx.get(f"{base}/api/experiments/{exp_id}", timeout=10).json()
+    epochs = stored["runs"][0]["epochs"]
+    assert trace["x"] == [e["epoch"] for e in epochs]
+    assert trace["y"] == pytest.approx([e["val_loss"] for e in epochs])
+    expect(presenter.locator("#leaderboard tbody")).to_contain_text("Ada", timeout=TIMEOUT_MS)
+
+    # Presenter actions from the participant's browser are refused, with the reason.
+    result = participant.evaluate(SETTINGS_FETCH_JS, [code, {"locked": True}])
+    assert result["status"] == 403
+    assert ONLY_PRESENTER in result["body"]["detail"]
+    response = participant.goto(f"{base}/rooms/{code}/present")
+    assert response.status == 403
+    expect(participant.locator("body")).to_contain_text(ONLY_PRESENTER)
+    state = httpx.get(f"{base}/api/rooms/{code}", timeout=10).json()["state"]
+    assert state == {"challenge": None, "locked": False, "leaderboard": True, "closed": False}
+
+    # A challenge set on the presenter's page reloads the participant's page by itself.
+    participant.goto(f"{base}/rooms/{code}")
+    participant.wait_for_selector(BOARD_READY, timeout=TIMEOUT_MS)  # subscribed
+    participant.evaluate("window.__beforeChallenge = true")
+    expect(participant.locator(field("dataset.name"))).to_be_enabled()
+    presenter.select_option("#c-name", "circles")
+    presenter.fill("#c-epochs", "30")
+    presenter.click("button[value='challenge']")
+    expect(presenter.locator(".present-controls")).to_contain_text("Clear challenge")
+    poll_js(participant, "window.__beforeChallenge === undefined"
+            " && !!document.querySelector('#room-banner .challenge')")
+    banner = participant.locator("#room-banner .challenge")
+    expect(banner).to_contain_text("circles")
+    expect(banner).to_contain_text("at most 30 epochs")
+    assert participant.evaluate(
+        "document.querySelector('fieldset[data-section=\"dataset\"]').disabled") is True
+    expect(participant.locator(field("dataset.name"))).to_be_disabled()
+    expect(participant.locator(field("dataset.name"))).to_have_value("circles")
+
+
+def test_a_paused_room_says_so_when_train_is_pressed(new_page, live_server):
+    base = live_server.url
+    link = httpx.post(f"{base}/rooms", data={"name": "paused"}, timeout=10).headers["location"]
+    code, key = re.fullmatch(r"/rooms/(.+)/present\?key=(.+)", link).groups()
+    participant = new_page(refusals=True)
+    join(participant, base, code, "Bea")
+    participant.wait_for_selector(BOARD_READY, timeout=TIMEOUT_MS)
+    res = httpx.post(f"{base}/api/rooms/{code}/settings", json={"locked": True},
+                     headers={"X-Presenter-Key": key}, timeout=10)
+    assert res.status_code == 200
+    expect(participant.locator("#room-banner")).to_contain_text("Paused", timeout=TIMEOUT_MS)
+    participant.wait_for_selector(BOARD_READY, timeout=TIMEOUT_MS)
+    participant.click("#train-button")
+    expect(participant.locator("#run")).to_contain_text("paused", timeout=5000)
