@@ -333,3 +333,18 @@ def html_tree(text: str) -> Node:
 
     Builder().feed(text)
     return root
+
+
+def poll_js(page, script: str, arg=None, *, until=bool, timeout: float = 30.0):
+    """Evaluate `script` in a Playwright page until `until(value)` holds; return that value.
+
+    (page.wait_for_function would be simpler, but it evaluates with eval, which the app's
+    Content-Security-Policy forbids.)"""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = page.evaluate(script, arg)
+        if until(value):
+            return value
+        page.wait_for_timeout(50)  # yields to Playwright's event loop between polls
+    raise AssertionError(f"not met within {timeout}s; last value: {value!r}")

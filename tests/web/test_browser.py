@@ -12,13 +12,13 @@ not subject to the page's CSP, so `poll_js` polls with it instead.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from conftest import poll_js
 from playwright.sync_api import Browser, Page, expect
 
 pytestmark = pytest.mark.browser
@@ -48,17 +48,6 @@ RECORD_FLUSHES_JS = """() => {
 }"""
 
 
-def poll_js(page: Page, script: str, arg=None, *, until: Callable = bool,
-            timeout: float = TIMEOUT_S):
-    """Evaluate `script` in the page until `until(value)` holds; return that value."""
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = page.evaluate(script, arg)
-        if until(value):
-            return value
-        page.wait_for_timeout(50)  # yields to Playwright's event loop between polls
-    raise AssertionError(f"not met within {timeout}s; last value: {value!r}")
 
 
 def field(name: str) -> str:

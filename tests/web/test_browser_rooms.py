@@ -13,11 +13,11 @@ As in test_browser.py, waits are explicit (selectors, `expect`, or `poll_js` thr
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from conftest import poll_js
 from playwright.sync_api import Browser, Page, expect
 
 pytestmark = pytest.mark.browser
@@ -33,15 +33,25 @@ TRACE_JS = """(author) => {
   const t = el.data.find((t) => (t.name || "").startsWith(author + " · "));
   return t ? {x: Array.from(t.x), y: Array.from(t.y)} : null;
 }"""
-# Sample the length of the participant's trace every 50 ms, in the page, into __lengths.
+# Record the length of the participant's trace each time the board's chart is updated
+# (Plotly.react on a reload, Plotly.extendTraces per live epoch), into window.__lengths.
+# Event-driven, not a timer: a busy or background page may run timers late.
 RECORD_LENGTHS_JS = """(author) => {
   window.__lengths = [];
-  setInterval(() => {
-    const el = document.querySelector('[data-chart="room-curves"]');
-    const t = el && el.data && el.data.find((t) => (t.name || "").startsWith(author + " · "));
-    const n = t ? t.x.length : null;
-    if (n !== null && n !== window.__lengths[window.__lengths.length - 1]) window.__lengths.push(n);
-  }, 50);
+  const note = (gd) => {
+    const t = gd && gd.data && gd.data.find((t) => (t.name || "").startsWith(author + " · "));
+    const seen = window.__lengths;
+    if (t && t.x.length !== seen[seen.length - 1]) seen.push(t.x.length);
+  };
+  for (const name of ["react", "extendTraces"]) {
+    const original = Plotly[name];
+    Plotly[name] = function (gd, ...rest) {
+      const out = original.call(this, gd, ...rest);
+      note(gd);
+      Promise.resolve(out).then(() => note(gd));
+      return out;
+    };
+  }
 }"""
 # A presenter action attempted from a participant's page, with its cookies.
 SETTINGS_FETCH_JS = """async ([code, change]) => {
@@ -53,17 +63,6 @@ SETTINGS_FETCH_JS = """async ([code, change]) => {
 BOARD_READY = '[data-chart="room-curves"][data-experiments]'
 
 
-def poll_js(page: Page, script: str, arg=None, *, until: Callable = bool,
-            timeout: float = TIMEOUT_S):
-    """Evaluate `script` in the page until `until(value)` holds; return that value."""
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = page.evaluate(script, arg)
-        if until(value):
-            return value
-        page.wait_for_timeout(50)
-    raise AssertionError(f"not met within {timeout}s; last value: {value!r}")
 
 
 def field(name: str) -> str:
@@ -123,6 +122,7 @@ def test_a_workshop_in_two_browsers(new_page, live_server):
     expect(presenter.locator(".join-box")).to_contain_text(f"{base}/rooms/{code}")
     presenter.wait_for_selector(BOARD_READY, timeout=TIMEOUT_MS)
 
+    presenter.evaluate(RECORD_LENGTHS_JS, "Ada")
     join(participant, base, code, "Ada")
     # ~3000 small steps: a few seconds, so the presenter sees the curve grow
     for name, value in {"train.epochs": "60", "dataset.n_train": "100",
@@ -132,9 +132,7 @@ def test_a_workshop_in_two_browsers(new_page, live_server):
     run = participant.wait_for_selector("section#run[data-exp]", timeout=TIMEOUT_MS)
     exp_id = run.get_attribute("data-exp")
 
-    # The presenter's board draws the participant's curve and extends it live: the page itself
-    # samples the trace's length (evaluate round trips are slow while the page redraws).
-    presenter.evaluate(RECORD_LENGTHS_JS, "Ada")
+    # The presenter's board draws the participant's curve and extends it live.
     trace = poll_js(presenter, TRACE_JS, "Ada", until=lambda t: t and len(t["x"]) == 60)
     lengths = poll_js(presenter, "window.__lengths", until=lambda n: n and n[-1] == 60)
     assert lengths == sorted(lengths) and lengths[-1] == 60, lengths
