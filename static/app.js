@@ -569,6 +569,13 @@
 
   // ---- a workshop room's board: everyone's validation curves, live --------------------------
 
+  // People's display names go into Plotly legends and tooltips, which read a little HTML
+  // (<b>, <a href>...) and %{...} templates: show them as the plain text they are.
+  function plain(text) {
+    return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+      .replace(/%\{/g, "%\u200b{");
+  }
+
   function initBoard(box) {
     if (box.dataset.ready) return;
     box.dataset.ready = "1";
@@ -581,9 +588,9 @@
         index[e.id] = i;
         const p = Array.isArray(e.dropout) ? e.dropout.join("/") : e.dropout;
         return { x: e.epochs, y: e.val_loss, mode: "lines", type: "scatter",
-                 name: `${e.author} · ${e.hidden.join("-") || "linear"} · p=${p}`,
+                 name: `${plain(e.author)} · ${e.hidden.join("-") || "linear"} · p=${p}`,
                  line: { width: 2, color: SETTING_COLORS[i % SETTING_COLORS.length] },
-                 hovertemplate: `${e.author}, p=${p}<br>epoch %{x}: %{y:.4g}<extra></extra>` };
+                 hovertemplate: `${plain(e.author)}, p=${p}<br>epoch %{x}: %{y:.4g}<extra></extra>` };
       });
       Plotly.react(el, traces, { ...layout(Math.max(10, ...data.experiments.map(
         (e) => e.epochs.length))), height: 360, xaxis: { title: { text: "epoch" } },
