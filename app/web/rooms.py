@@ -26,8 +26,8 @@ from app.ml.config import MAX_EPOCHS, DatasetConfig, ExperimentConfig, describe_
 from app.ml.summary import primary_metric
 from app.store import FINAL_STATUSES, Event, RoomRow, Store
 from app.web import experiments, forms
-from app.web.deps import BrokerDep, ClientDep, SettingsDep, StoreDep
-from app.web.errors import Conflict, Forbidden, NotFound, responses
+from app.web.deps import BrokerDep, ClientDep, LimiterDep, SettingsDep, StoreDep
+from app.web.errors import Conflict, Forbidden, NotFound, TooBusy, responses
 
 router = APIRouter(tags=["rooms"], responses=responses(404))
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: easy to read aloud
@@ -121,8 +121,13 @@ def new_room_page(request: Request):
 
 
 @router.post("/rooms", include_in_schema=False)
-def create_room(store: StoreDep, name: Annotated[str, Form(max_length=80)] = ""):
+def create_room(store: StoreDep, client: ClientDep, limiter: LimiterDep,
+                name: Annotated[str, Form(max_length=80)] = ""):
     """A new room; answers with the presenter link (it carries the presenter secret)."""
+    wait = limiter.take(client)  # rooms share the per-browser creation rate
+    if wait:
+        raise TooBusy(f"too many new rooms and experiments: the limit is {limiter.per_minute} "
+                      f"per minute; try again in {wait} s", headers={"Retry-After": str(wait)})
     key = secrets.token_urlsafe(18)
     for _ in range(20):
         code = new_code()
@@ -176,7 +181,11 @@ def room_page(request: Request, room: RoomDep, store: StoreDep, client: ClientDe
     if state.challenge:  # show the challenge's data in the controls
         for key, value in state.challenge.dataset.model_dump().items():
             params[f"dataset.{key}"] = forms.to_text(value)
-        params.setdefault("train.epochs", str(min(100, state.challenge.epochs)))
+        try:  # within the budget, whatever the address bar carried before the challenge
+            asked = int(params.get("train.epochs") or 100)
+        except ValueError:
+            asked = 100
+        params["train.epochs"] = str(min(asked, state.challenge.epochs))
     return render(request, "room.html", {
         **context, "sections": forms.filled_sections(params, {}), "form_errors": [],
     })
@@ -347,6 +356,8 @@ def _board_data(room: RoomRow, state: RoomState, store: Store, presenter: bool) 
                                                metric: best[metric]},
         })
     visible = state.leaderboard or presenter
+    if not visible:  # hidden: no scores at all, or the ranking could be rebuilt
+        entries = [{**e, "best": None} for e in entries]
     ranked = sorted((e for e in entries if e["best"]),
                     key=lambda e: (-(e["best"][e["metric"]] or 0), e["best"]["val_loss"]))
     return {"code": room.code, "name": room.name, "state": state.model_dump(),
