@@ -24,7 +24,6 @@ QUEUE_SIZE = 1024
 class Broker:
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._subscribers: dict[str, set[asyncio.Queue[Event]]] = {}
-        self.closing = asyncio.Event()  # set on server shutdown: streams end
         self.loop = loop  # the event loop that owns the queues
 
     def publish_threadsafe(self, topic: str, events: Sequence[Event]) -> None:
@@ -52,6 +51,3 @@ class Broker:
                     queue.put_nowait(e)
                 except asyncio.QueueFull:
                     break  # the stream sees the gap and re-reads from the database
-
-    def subscriber_count(self, topic: str) -> int:
-        return len(self._subscribers.get(topic, ()))

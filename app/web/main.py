@@ -81,7 +81,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            broker.closing.set()
             await asyncio.to_thread(executor.stop)
             store.close()
 

@@ -70,6 +70,14 @@ def parse_sse(text: str) -> list[dict]:
     return events
 
 
+def roomy_client(data_dir: Path) -> TestClient:
+    """An in-process app with one warm worker and every per-client limit out of the way (use
+    it as a context manager: that runs the lifespan)."""
+    settings = Settings(data_dir=data_dir, workers=1, threads_per_worker=1, max_queued=100,
+                        max_queued_per_client=100, create_per_minute=10_000)
+    return TestClient(create_app(settings))
+
+
 @pytest.fixture(scope="module")
 def client(tmp_path_factory) -> Iterator[TestClient]:
     data = tmp_path_factory.mktemp("data")

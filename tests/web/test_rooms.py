@@ -15,11 +15,16 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import TINY, cancel_quietly, experiment_count, finished, html_tree, iter_sse
+from conftest import (
+    TINY,
+    cancel_quietly,
+    experiment_count,
+    finished,
+    html_tree,
+    iter_sse,
+    roomy_client,
+)
 from fastapi.testclient import TestClient
-
-from app.settings import Settings
-from app.web.main import create_app
 
 AMBIGUOUS = set("0O1IL")  # read aloud, these get mixed up: codes never contain them
 CODE = re.compile(r"[A-Z2-9]{3}-[A-Z2-9]{3}")
@@ -33,10 +38,7 @@ ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 @pytest.fixture(scope="module")
 def app_client(tmp_path_factory):
     """A dedicated app (one warm worker) whose limits stay out of the way."""
-    settings = Settings(data_dir=tmp_path_factory.mktemp("rooms"), workers=1,
-                        threads_per_worker=1, max_queued=100, max_queued_per_client=100,
-                        create_per_minute=10_000)
-    with TestClient(create_app(settings)) as c:
+    with roomy_client(tmp_path_factory.mktemp("rooms")) as c:
         yield c
 
 

@@ -10,14 +10,12 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from conftest import LONG, TINY, cancel_quietly, finished, html_tree, start_running
+from conftest import LONG, TINY, cancel_quietly, finished, html_tree, roomy_client, start_running
 from fastapi.testclient import TestClient
 
 from app.ml.config import ExperimentConfig
 from app.ml.scenarios import SCENARIOS
-from app.settings import Settings
 from app.web import forms
-from app.web.main import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER_ONLY = "only the browser that started this experiment"
@@ -30,10 +28,7 @@ IMPORTED = {"name": "imported", "dataset": {"name": "circles", "n_train": 120, "
 @pytest.fixture(scope="module")
 def app_client(tmp_path_factory):
     """A dedicated app with one worker (so a freed worker is observable) and room to queue."""
-    settings = Settings(data_dir=tmp_path_factory.mktemp("workshop"), workers=1,
-                        threads_per_worker=1, max_queued=100, max_queued_per_client=100,
-                        create_per_minute=10_000)
-    with TestClient(create_app(settings)) as c:
+    with roomy_client(tmp_path_factory.mktemp("workshop")) as c:
         yield c
 
 
