@@ -580,12 +580,24 @@
     if (box.dataset.ready) return;
     box.dataset.ready = "1";
     const code = box.dataset.room, el = box.querySelector('[data-chart="room-curves"]');
-    let index = {}, pending = null;
+    // Epoch events that arrive while the stored state is being fetched are held back and
+    // applied after it, each at most once: the fetch may or may not already contain them.
+    let index = {}, last = {}, pending = null, loads = 0, held = null;
     async function load() {
-      const data = await (await fetch(`/api/rooms/${code}`)).json();
-      index = {};
+      const mine = ++loads;
+      held = held || [];
+      let data;
+      try {
+        data = await (await fetch(`/api/rooms/${code}`)).json();
+      } catch (err) {  // the server is restarting: the event source reconnects and says hello
+        if (mine === loads) held = null;
+        return;
+      }
+      if (mine !== loads) return;  // a newer load is on its way
+      index = {}; last = {};
       const traces = data.experiments.map((e, i) => {
         index[e.id] = i;
+        last[e.id] = e.epochs.length ? e.epochs[e.epochs.length - 1] : 0;
         const p = Array.isArray(e.dropout) ? e.dropout.join("/") : e.dropout;
         return { x: e.epochs, y: e.val_loss, mode: "lines", type: "scatter",
                  name: `${plain(e.author)} · ${e.hidden.join("-") || "linear"} · p=${p}`,
@@ -596,6 +608,17 @@
         (e) => e.epochs.length))), height: 360, xaxis: { title: { text: "epoch" } },
         yaxis: { title: { text: "validation loss" } } }, { responsive: true, displaylogo: false });
       el.dataset.experiments = String(data.experiments.length);
+      const early = held;
+      held = null;
+      early.forEach(extend);
+    }
+    function extend(m) {
+      const i = index[m.exp];
+      if (i === undefined) { reload(); return; }  // a new experiment: fetch its curve
+      if (m.epoch <= last[m.exp]) return;          // already drawn
+      if (m.epoch > last[m.exp] + 1) { reload(); return; }  // missed one: redraw from storage
+      last[m.exp] = m.epoch;
+      Plotly.extendTraces(el, { x: [[m.epoch]], y: [[m.val_loss]] }, [i]);
     }
     const reload = () => { if (!pending) pending = setTimeout(() => { pending = null; load(); }, 500); };
     const source = new EventSource(`/api/rooms/${code}/events`);
@@ -603,18 +626,16 @@
     source.addEventListener("epoch", (e) => {
       const m = JSON.parse(e.data);
       if (m.run !== 0) return;
-      const i = index[m.exp];
-      if (i === undefined) { reload(); return; }
-      Plotly.extendTraces(el, { x: [[m.epoch]], y: [[m.val_loss]] }, [i]);
+      if (held) held.push(m); else extend(m);
     });
     // The leaderboard (an htmx partial) refreshes at most every 2 s while events flow, and
     // once more after the last one, so it always ends up current.
-    let last = 0, trailing = null;
+    let refreshed = 0, trailing = null;
     const changed = () => {
-      const wait = Math.max(0, last + 2000 - Date.now());
+      const wait = Math.max(0, refreshed + 2000 - Date.now());
       if (trailing) return;
       trailing = setTimeout(() => {
-        trailing = null; last = Date.now();
+        trailing = null; refreshed = Date.now();
         document.body.dispatchEvent(new CustomEvent("dp:room-update"));
       }, wait);
     };

@@ -188,3 +188,54 @@ def test_a_paused_room_says_so_when_train_is_pressed(new_page, live_server):
     participant.wait_for_selector(BOARD_READY, timeout=TIMEOUT_MS)
     participant.click("#train-button")
     expect(participant.locator("#run")).to_contain_text("paused", timeout=5000)
+
+
+def test_the_board_draws_every_epoch_when_its_loads_race_the_stream(new_page, live_server):
+    """The board's fetch of the stored state and the live epoch events race: a fetch answered
+    late, with a state older than the epochs drawn meanwhile, must neither drop nor repeat an
+    epoch. Here a fetch made while Cy's first run streams is held back and then answered with
+    the state it saw when it was made."""
+    base = live_server.url
+    link = httpx.post(f"{base}/rooms", data={"name": "race"}, timeout=10).headers["location"]
+    code = re.fullmatch(r"/rooms/(.+)/present\?key=.+", link).group(1)
+    presenter = new_page()
+    presenter.goto(base + link)
+    presenter.wait_for_selector(BOARD_READY, timeout=TIMEOUT_MS)
+
+    armed, held = [], []
+
+    def hold_one(route) -> None:
+        if armed and not held:
+            held.append((route, route.fetch()))  # the state as of now, answered later
+        else:
+            route.continue_()
+    presenter.route(f"{base}/api/rooms/{code}", hold_one)
+
+    participant = httpx.Client(base_url=base, timeout=10)
+    participant.post(f"/rooms/{code}/join", data={"name": "Cy"})
+
+    def start(epochs: int) -> str:
+        config = {"dataset": {"name": "moons", "n_train": 200},
+                  "train": {"epochs": epochs, "batch_size": 2}}
+        res = participant.post(f"/api/experiments?room={code}", json=config)
+        assert res.status_code == 201, res.text
+        return res.json()["id"]
+
+    def stored(exp_id: str) -> dict:
+        return httpx.get(f"{base}/api/experiments/{exp_id}", timeout=10).json()
+
+    first = start(40)
+    poll_js(presenter, TRACE_JS, "Cy", until=lambda t: t and len(t["x"]) >= 3)
+    armed.append(True)
+    start(3)  # its status event makes the board fetch the stored state again: held
+    poll_js(presenter, "true", until=lambda _: bool(held))
+    seen = len(stored(first)["runs"][0]["epochs"])
+    poll_js(presenter, "true",  # more epochs stream in (and are drawn or held) meanwhile
+            until=lambda _: len(stored(first)["runs"][0]["epochs"]) >= seen + 5)
+    route, stale = held[0]
+    route.fulfill(response=stale)
+
+    poll_js(presenter, "true", until=lambda _: stored(first)["status"] == "done")
+    trace = poll_js(presenter, TRACE_JS, "Cy", until=lambda t: t and t["x"][-1:] == [40])
+    assert trace["x"] == list(range(1, 41))
+    assert trace["y"] == pytest.approx([e["val_loss"] for e in stored(first)["runs"][0]["epochs"]])
