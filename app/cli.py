@@ -75,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--data-dir", default="./data", help="SQLite database and other state")
     serve.add_argument("--workers", type=int, default=None, help="training processes")
+    serve.add_argument("--database-url", default=None,
+                       help="SQLAlchemy URL, e.g. postgresql://user@host/db (default: SQLite)")
+    serve.add_argument("--executor", choices=["local", "ray"], default=None,
+                       help="train in local worker processes (default) or on a Ray cluster")
+    serve.add_argument("--ray-address", default=None, help="Ray head host:port, or auto")
     train = sub.add_parser("train", help="train one experiment from a JSON config, no server")
     train.add_argument("config", help="path to the experiment config (JSON)")
     args = parser.parse_args(argv)
@@ -82,4 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_train(args.config)
     from app.web.serve import serve as run_server
 
-    return run_server(host=args.host, port=args.port, data_dir=args.data_dir, workers=args.workers)
+    options = {"workers": args.workers, "database_url": args.database_url,
+               "executor": args.executor, "ray_address": args.ray_address}
+    return run_server(host=args.host, port=args.port, data_dir=args.data_dir,
+                      **{k: v for k, v in options.items() if v is not None})

@@ -15,6 +15,10 @@ at once (`multiprocessing.connection.wait`), and:
   keeps the epochs already stored, and starts a fresh worker.
 Cancel of a queued experiment removes it from the queue; of a running one sets the worker's
 shared cancel byte, which the trainer polls between steps.
+
+Each executor is a *runner* (app.store): it holds the experiments it queued, says it is alive
+every few seconds, and takes over only orphans, the experiments of runners that stopped or went
+silent: at start, and (with several servers on PostgreSQL) every little while after.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +41,13 @@ from app.worker import worker_main
 
 log = logging.getLogger(__name__)
 Publish = Callable[[str, Sequence[Event]], None]
+HEARTBEAT_SECONDS = 5.0  # how often a runner says it is alive
+ADOPT_SECONDS = 15.0  # how often, with a shared database, it looks for orphans
+
+
+def new_runner_id() -> str:
+    """Unique per server process, and readable in the database: host, pid, a random tag."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 class QueueFull(Exception):
@@ -70,6 +83,8 @@ class LocalExecutor:
     max_per_client: int = 1_000_000  # queued + running experiments of one client
     max_run_seconds: float = float("inf")  # wall time of one experiment
     target: Callable = worker_main  # what a worker process runs (tests swap it)
+    runner_timeout: float = 30.0  # a runner silent this long is taken for dead
+    runner: str = field(default_factory=new_runner_id)
     _pool: list[_Worker] = field(default_factory=list)
     _queue: list[_Job] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -82,13 +97,9 @@ class LocalExecutor:
         self._wake_r, self._wake_w = os.pipe()
         for _ in range(self.workers):
             self._pool.append(self._spawn())
-        # Left from a previous server run (crash, kill, power loss): runs it was training are
-        # marked failed, keeping their stored epochs; its queue runs again, in order.
-        for row in self.store.with_status("running"):
-            self._finish(row.id, "failed", {"error": "the server restarted during training; "
-                                                     "the epochs trained before are kept"})
-        for row in self.store.with_status("queued"):
-            self._queue.append(_Job(row.id, row.owner))
+        self.store.heartbeat(self.runner)
+        self._adopt_orphans()
+        self._beat_at = self._adopt_at = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
         self._thread.start()
 
@@ -109,6 +120,8 @@ class LocalExecutor:
                                                         "are kept"})
             with contextlib.suppress(OSError):
                 w.conn.send(None)
+        with contextlib.suppress(Exception):  # queued ones stay ours until a restart adopts them
+            self.store.retire(self.runner)
         for w in self._pool:
             if w.process is None:
                 continue
@@ -168,6 +181,30 @@ class LocalExecutor:
 
     # -- the dispatcher thread ----------------------------------------------------------------
 
+    def _adopt_orphans(self) -> None:
+        """Take over the experiments of runners that are gone (a crash, a kill, a power loss, a
+        server scaled away): the ones they were training are marked failed, keeping their
+        stored epochs; their queue runs here, in order."""
+        for row in self.store.orphans(self.runner, self.runner_timeout):
+            if not self.store.claim(row.id, self.runner, row.runner):
+                continue  # another live server took it first
+            if row.status == "running":
+                self._finish(row.id, "failed", {"error": "the server training it restarted or "
+                                                         "stopped; the epochs trained before "
+                                                         "are kept"})
+            else:
+                with self._lock:
+                    self._queue.append(_Job(row.id, row.owner))
+
+    def _keep_alive(self) -> None:
+        now = time.monotonic()
+        if now - self._beat_at >= HEARTBEAT_SECONDS:
+            self._beat_at = now
+            self.store.heartbeat(self.runner)
+        if self.store.shared and now - self._adopt_at >= ADOPT_SECONDS:
+            self._adopt_at = now
+            self._adopt_orphans()
+
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe()
         cancel = self._ctx.Value("b", 0, lock=False)
@@ -190,6 +227,7 @@ class LocalExecutor:
                 time.sleep(0.5)
 
     def _step(self) -> None:
+        self._keep_alive()
         self._respawn_due()
         self._assign()
         self._enforce_time_limit()

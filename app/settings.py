@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,7 +25,28 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("./data"), description="Folder for the SQLite database and state.")
     database_url: str | None = Field(
-        None, description="SQLAlchemy URL; default: SQLite file playground.db in data_dir."
+        None, description="SQLAlchemy URL; default: SQLite file playground.db in data_dir. "
+        "A `postgresql://` URL lets several server processes share the state, and live events "
+        "travel between them with LISTEN/NOTIFY.",
+    )
+    executor: Literal["local", "ray"] = Field(
+        "local", description="Where experiments train: `local` worker processes, or `ray`: "
+        "one Ray task per experiment on a Ray cluster (pip install .[ray]).",
+    )
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join (host:port of the head, or `auto`); default: "
+        "start a private one-machine Ray.",
+    )
+    ray_cpus_per_experiment: int = Field(
+        1, ge=1, le=64, description="CPUs (and torch threads) each experiment's Ray task uses.",
+    )
+    ray_max_running: int | None = Field(
+        None, ge=1, le=10_000, description="Experiments training on Ray at once; default: the "
+        "cluster's CPUs / ray_cpus_per_experiment, read at start.",
+    )
+    runner_timeout_seconds: float = Field(
+        30.0, gt=0, description="A server process silent this long is taken for dead: another "
+        "takes over its queue and fails what it was training (several servers on PostgreSQL).",
     )
     workers: int = Field(
         default_factory=lambda: max(1, min(2, _cores())), ge=1, le=64,

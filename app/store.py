@@ -9,6 +9,13 @@ and per-epoch metrics are simply the `epoch` events.
 All writes in a process go through one lock, each a short transaction (a batch of epochs, a
 status change), so SQLite never sees two writers of ours at once. SQLite runs in WAL mode:
 readers (pages, streams) never wait for the writer.
+
+The same code runs on PostgreSQL (`DP_DATABASE_URL=postgresql://...`), where several server
+processes share one database: appending locks the experiment's row, so sequence numbers stay
+1, 2, 3... whoever writes. Each process that trains registers as a *runner* with a heartbeat;
+an experiment records its runner, so a server that starts never takes over the work of another
+live one, only that of dead ones (`orphans`). The schema is versioned with Alembic
+(app/migrations); `Store` upgrades the database when it opens it.
 """
 
 from __future__ import annotations
@@ -16,12 +23,14 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import (
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -65,6 +74,14 @@ class ExperimentRow(Base):
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     room: Mapped[str | None] = mapped_column(String(16), index=True)  # workshop room code
     author: Mapped[str | None] = mapped_column(String(40))  # display name in that room
+    runner: Mapped[str | None] = mapped_column(String(64), index=True)  # server process on it
+
+
+class RunnerRow(Base):
+    __tablename__ = "runners"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    heartbeat: Mapped[float] = mapped_column(Float)  # unix time of its last sign of life
 
 
 class RoomRow(Base):
@@ -127,30 +144,64 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def _add_missing_columns(engine: Engine) -> None:
-    """Additive migration: a database made by an older version gets the nullable columns that
-    were added since (create_all only creates missing tables)."""
-    have = inspect(engine)
+MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 7_305_114_410  # PostgreSQL advisory lock: one server migrates at a time
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (a new database gets all of them).
+
+    A database made before migrations existed (tables, no alembic_version) gets the tables and
+    nullable columns added since, then is stamped as current."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
-        for table in Base.metadata.sorted_tables:
-            existing = {c["name"] for c in have.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in existing and column.nullable:
-                    kind = column.type.compile(engine.dialect)
-                    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"))
+        cfg.attributes["connection"] = conn
+        tables = set(inspect(conn).get_table_names())
+        if "experiments" in tables and "alembic_version" not in tables:
+            Base.metadata.create_all(conn)
+            _add_missing_columns(conn)
+            command.stamp(cfg, "head")
+        command.upgrade(cfg, "head")
+
+
+def _add_missing_columns(conn) -> None:
+    have = inspect(conn)
+    for table in Base.metadata.sorted_tables:
+        existing = {c["name"] for c in have.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in existing and column.nullable:
+                kind = column.type.compile(conn.dialect)
+                conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+
+
+def engine_for(url: str) -> Engine:
+    """An engine for a database URL; `postgresql://` means the psycopg (3) driver."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
 class Store:
     def __init__(self, url: str):
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False})
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        else:
-            self.engine = create_engine(url, pool_pre_ping=True)
-        Base.metadata.create_all(self.engine)
-        _add_missing_columns(self.engine)
+        self.engine: Engine = engine_for(url)
+        migrate(self.engine)
         self._write = threading.Lock()
+
+    @property
+    def shared(self) -> bool:
+        """True when other server processes may use this database too (not SQLite)."""
+        return self.engine.dialect.name != "sqlite"
 
     def close(self) -> None:
         self.engine.dispose()
@@ -158,14 +209,15 @@ class Store:
     # -- writes -------------------------------------------------------------------------------
 
     def create(self, config: dict, n_runs: int, total_epochs: int, owner: str | None,
-               room: str | None = None, author: str | None = None) -> str:
-        """Insert a queued experiment and its first event; returns its id."""
+               room: str | None = None, author: str | None = None,
+               runner: str | None = None) -> str:
+        """Insert a queued experiment (held by `runner`) and its first event; returns its id."""
         exp_id = new_id()
         with self._write, Session(self.engine) as s, s.begin():
             s.add(ExperimentRow(
                 id=exp_id, created_at=now(), status="queued", name=config.get("name", ""),
                 config=json.dumps(config), n_runs=n_runs, total_epochs=total_epochs,
-                owner=owner, last_seq=0, room=room, author=author,
+                owner=owner, last_seq=0, room=room, author=author, runner=runner,
             ))
             s.flush()
             self._append(s, exp_id, [("status", {"status": "queued"})])
@@ -307,3 +359,42 @@ class Store:
             ExperimentRow.status.in_(statuses))
         with Session(self.engine) as s:
             return s.scalar(q) or 0
+
+    # -- runners: which server process trains what ----------------------------------------------
+
+    def heartbeat(self, runner: str) -> None:
+        """Say `runner` is alive (every few seconds while it serves)."""
+        with self._write, Session(self.engine) as s, s.begin():
+            row = s.get(RunnerRow, runner)
+            if row is None:
+                s.add(RunnerRow(id=runner, heartbeat=time.time()))
+            else:
+                row.heartbeat = time.time()
+
+    def retire(self, runner: str) -> None:
+        """`runner` stopped cleanly: others need not wait for its heartbeat to go stale."""
+        with self._write, Session(self.engine) as s, s.begin():
+            s.execute(sa_delete(RunnerRow).where(RunnerRow.id == runner))
+
+    def claim(self, exp_id: str, runner: str, previous: str | None) -> bool:
+        """Take an orphan over from `previous`; False if another server was quicker."""
+        with self._write, Session(self.engine) as s, s.begin():
+            held_by = (ExperimentRow.runner.is_(None) if previous is None
+                       else ExperimentRow.runner == previous)
+            done = s.execute(update(ExperimentRow).where(ExperimentRow.id == exp_id, held_by)
+                             .values(runner=runner))
+            return done.rowcount == 1
+
+    def orphans(self, runner: str, stale_after: float) -> list[ExperimentRow]:
+        """Queued or running experiments whose runner is gone: none recorded, retired, or
+        silent for `stale_after` seconds. On SQLite only one server runs, so every experiment
+        not of `runner` is an orphan."""
+        alive = select(RunnerRow.id).where(RunnerRow.heartbeat > time.time() - stale_after)
+        q = select(ExperimentRow).where(ExperimentRow.status.in_(("queued", "running")))
+        if self.shared:
+            q = q.where((ExperimentRow.runner.is_(None)) | ExperimentRow.runner.not_in(alive))
+        else:
+            q = q.where((ExperimentRow.runner.is_(None)) | (ExperimentRow.runner != runner))
+        with Session(self.engine, expire_on_commit=False) as s:
+            return list(s.scalars(q.order_by(ExperimentRow.created_at)))
+

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 
@@ -29,7 +30,6 @@ def worker_main(conn: Connection, cancel: Synchronized, threads: int) -> None:
     import torch
 
     from app.ml.config import ExperimentConfig
-    from app.ml.summary import summarize
     from app.ml.train import train
 
     os.nice(NICENESS)
@@ -41,19 +41,30 @@ def worker_main(conn: Connection, cancel: Synchronized, threads: int) -> None:
         if msg is None:
             return
         _, exp_id, config_json = msg
-        try:
-            config = ExperimentConfig.model_validate_json(config_json)
+        train_one(exp_id, config_json, conn.send, lambda: bool(cancel.value))
 
-            def on_epoch(rows: list[tuple[int, dict]], _exp: str = exp_id) -> None:
-                ended_at = round(time.time(), 4)  # wall clock: lets bench/ measure event latency
-                conn.send(("epochs", _exp, [(run, {**m, "ended_at": ended_at}) for run, m in rows]))
 
-            def on_snapshot(rows: list[tuple[int, dict]], _exp: str = exp_id) -> None:
-                conn.send(("snapshots", _exp, rows))
+def train_one(exp_id: str, config_json: str, send: Callable[[tuple], None],
+              should_stop: Callable[[], bool]) -> None:
+    """Train one experiment, saying everything through `send` in the protocol above and ending
+    with one "finished" or "error" message (never raising: the worker lives on). Shared by the
+    local worker processes and the Ray task (app.ray_executor)."""
+    from app.ml.config import ExperimentConfig
+    from app.ml.summary import summarize
+    from app.ml.train import train
 
-            result = train(config, on_epoch=on_epoch, should_stop=lambda: bool(cancel.value),
-                           on_snapshot=on_snapshot)
-            summary = summarize(result.run_dicts(), config.task)
-            conn.send(("finished", exp_id, result.status, summary))
-        except Exception:  # report, stay alive for the next experiment
-            conn.send(("error", exp_id, traceback.format_exc(limit=5)))
+    try:
+        config = ExperimentConfig.model_validate_json(config_json)
+
+        def on_epoch(rows: list[tuple[int, dict]]) -> None:
+            ended_at = round(time.time(), 4)  # wall clock: lets bench/ measure event latency
+            send(("epochs", exp_id, [(run, {**m, "ended_at": ended_at}) for run, m in rows]))
+
+        def on_snapshot(rows: list[tuple[int, dict]]) -> None:
+            send(("snapshots", exp_id, rows))
+
+        result = train(config, on_epoch=on_epoch, should_stop=should_stop,
+                       on_snapshot=on_snapshot)
+        send(("finished", exp_id, result.status, summarize(result.run_dicts(), config.task)))
+    except Exception:
+        send(("error", exp_id, traceback.format_exc(limit=5)))

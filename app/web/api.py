@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, ValidationError
 from app.ml.config import ExperimentConfig
 from app.store import FINAL_STATUSES
 from app.web import experiments, rooms
-from app.web.deps import ClientDep, ExecutorDep, ExperimentDep, LimiterDep, StoreDep
+from app.web.deps import BusDep, ClientDep, ExecutorDep, ExperimentDep, LimiterDep, StoreDep
 from app.web.errors import Conflict, Forbidden, NotFound, responses
 
 router = APIRouter(prefix="/api/experiments", tags=["experiments"],
@@ -46,11 +46,12 @@ def get_experiment(row: ExperimentDep, store: StoreDep, executor: ExecutorDep) -
 
 
 @router.post("/{exp_id}/cancel", responses=responses(409))
-def cancel_experiment(row: ExperimentDep, store: StoreDep, executor: ExecutorDep) -> dict:
+def cancel_experiment(row: ExperimentDep, store: StoreDep, executor: ExecutorDep,
+                      bus: BusDep) -> dict:
     """Stop a queued or running experiment; epochs already trained are kept."""
     if row.status in FINAL_STATUSES:
         raise Conflict(f"experiment {row.id} has already ended ({row.status})")
-    requested = executor.cancel(row.id)
+    requested = experiments.stop(row.id, executor, bus)
     now = store.get(row.id)
     if not requested and now is not None and now.status in FINAL_STATUSES:
         raise Conflict(f"experiment {row.id} has already ended ({now.status})")
@@ -88,10 +89,11 @@ def rename_experiment(row: ExperimentDep, store: StoreDep, client: ClientDep,
 
 @router.delete("/{exp_id}", status_code=204, responses=responses(403))
 def delete_experiment(row: ExperimentDep, store: StoreDep, executor: ExecutorDep,
-                      client: ClientDep) -> Response:
+                      bus: BusDep, client: ClientDep) -> Response:
     """Delete with all its epochs (owner only); a running one is stopped first."""
     require_owner(row, client)
-    executor.cancel(row.id)
+    if row.status not in FINAL_STATUSES:
+        experiments.stop(row.id, executor, bus)
     store.delete(row.id)
     return Response(status_code=204)
 

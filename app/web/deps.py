@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.bus import Bus
 from app.events import Broker
 from app.jobs import LocalExecutor
 from app.settings import Settings
@@ -33,6 +34,10 @@ def get_executor(request: Request) -> LocalExecutor:
 
 def get_broker(request: Request) -> Broker:
     return request.app.state.broker
+
+
+def get_bus(request: Request) -> Bus:
+    return request.app.state.bus
 
 
 def get_settings(request: Request) -> Settings:
@@ -56,6 +61,7 @@ def new_client_id() -> str:
 StoreDep = Annotated[Store, Depends(get_store)]
 ExecutorDep = Annotated[LocalExecutor, Depends(get_executor)]
 BrokerDep = Annotated[Broker, Depends(get_broker)]
+BusDep = Annotated[Bus, Depends(get_bus)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ClientDep = Annotated[str, Depends(get_client)]
 LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 
+from app.bus import Bus
 from app.jobs import LocalExecutor, QueueFull
 from app.ml import datasets
 from app.ml.config import ExperimentConfig
@@ -36,13 +37,25 @@ def start(config: ExperimentConfig, store: Store, executor: LocalExecutor, owner
             raise TooBusy(f"too many new experiments: the limit is {limiter.per_minute} per "
                           f"minute; try again in {wait} s", headers={"Retry-After": str(wait)})
     exp_id = store.create(config.model_dump(mode="json"), config.n_runs,
-                          config.n_runs * config.train.epochs, owner, room, author)
+                          config.n_runs * config.train.epochs, owner, room, author,
+                          executor.runner)
     try:
         executor.submit(exp_id, owner)
     except QueueFull as e:  # lost a race with another request: undo, then refuse
         store.delete(exp_id)
         raise _busy(str(e)) from None
     return exp_id
+
+
+def stop(exp_id: str, executor: LocalExecutor, bus: Bus) -> bool:
+    """Ask an experiment to stop wherever it trains: here, or (several servers on one
+    database) under the server that holds it, told over the bus. True if asked."""
+    if executor.cancel(exp_id):
+        return True
+    if bus.shared:
+        bus.control({"cancel": exp_id})
+        return True
+    return False
 
 
 def _busy(message: str) -> TooBusy:

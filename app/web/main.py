@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 
+from app.bus import Bus, bus_for
 from app.events import Broker
 from app.jobs import LocalExecutor
 from app.settings import Settings
@@ -41,7 +42,7 @@ VENDOR = {
 }
 
 
-def _publisher(store: Store, broker: Broker):
+def _publisher(store: Store, bus: Bus):
     """What the executor calls (from its thread) with an experiment's new events: they go to
     the experiment's streams, and, for an experiment started in a workshop room, to the room's
     board too (tagged with the experiment id; snapshots stay on the experiment's page)."""
@@ -50,7 +51,7 @@ def _publisher(store: Store, broker: Broker):
     def publish(exp_id: str, events) -> None:
         if not events:
             return
-        broker.publish_threadsafe(exp_id, events)
+        bus.publish(exp_id, events)
         if exp_id not in room_of:
             if len(room_of) > 10_000:
                 room_of.clear()
@@ -59,9 +60,30 @@ def _publisher(store: Store, broker: Broker):
         if room_of[exp_id]:
             tagged = [Event(e.seq, e.kind, json.dumps({"exp": exp_id, **json.loads(e.data)}))
                       for e in events if e.kind != "snapshot"]
-            broker.publish_threadsafe(f"room:{room_of[exp_id]}", tagged)
+            bus.publish(f"room:{room_of[exp_id]}", tagged)
 
     return publish
+
+
+def _executor(settings: Settings, store: Store, publish) -> LocalExecutor:
+    """The local worker pool, or the Ray executor (imported only then: Ray is optional)."""
+    limits = dict(max_queued=settings.max_queued, max_per_client=settings.max_queued_per_client,
+                  max_run_seconds=settings.max_run_seconds,
+                  runner_timeout=settings.runner_timeout_seconds)
+    if settings.executor == "ray":
+        from app.ray_executor import RayExecutor
+
+        return RayExecutor(store, publish, workers=1, threads=1, address=settings.ray_address,
+                           cpus_per_experiment=settings.ray_cpus_per_experiment,
+                           max_running=settings.ray_max_running, **limits)
+    return LocalExecutor(store, publish, settings.workers, settings.torch_threads, **limits)
+
+
+def _control(app: FastAPI, message: dict) -> None:
+    """A message from another server process (app.bus): stop an experiment if it is ours."""
+    executor = getattr(app.state, "executor", None)
+    if executor is not None and "cancel" in message:
+        executor.cancel(message["cancel"])
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -69,19 +91,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        store = Store(settings.db_url)
+        store = await asyncio.to_thread(Store, settings.db_url)  # migrates: may take a moment
         broker = Broker(asyncio.get_running_loop())
-        publish = _publisher(store, broker)
-
-        executor = LocalExecutor(store, publish, settings.workers, settings.torch_threads,
-                                 settings.max_queued, settings.max_queued_per_client,
-                                 settings.max_run_seconds)
-        executor.start()
-        app.state.store, app.state.broker, app.state.executor = store, broker, executor
+        bus = bus_for(store, settings.db_url, broker, on_control=lambda m: _control(app, m))
+        await asyncio.to_thread(bus.start)
+        executor = _executor(settings, store, _publisher(store, bus))
+        app.state.store, app.state.broker, app.state.bus = store, broker, bus
+        await asyncio.to_thread(executor.start)
+        app.state.executor = executor
         try:
             yield
         finally:
             await asyncio.to_thread(executor.stop)
+            bus.stop()
             store.close()
 
     app = FastAPI(title="Dropout Playground", version="0.1.0", lifespan=lifespan,

@@ -26,7 +26,7 @@ from app.ml.config import MAX_EPOCHS, DatasetConfig, ExperimentConfig, describe_
 from app.ml.summary import primary_metric
 from app.store import FINAL_STATUSES, Event, RoomRow, Store
 from app.web import experiments, forms
-from app.web.deps import BrokerDep, ClientDep, LimiterDep, SettingsDep, StoreDep
+from app.web.deps import BrokerDep, BusDep, ClientDep, LimiterDep, SettingsDep, StoreDep
 from app.web.errors import Conflict, Forbidden, NotFound, TooBusy, responses
 
 router = APIRouter(tags=["rooms"], responses=responses(404))
@@ -240,7 +240,7 @@ def room_json(request: Request, room: RoomDep, store: StoreDep) -> dict:
 
 
 @router.post("/api/rooms/{code}/settings", responses=responses(400, 403))
-def room_settings(request: Request, room: RoomDep, store: StoreDep, broker: BrokerDep,
+def room_settings(request: Request, room: RoomDep, store: StoreDep, bus: BusDep,
                   change: RoomSettings) -> dict:
     """Presenter only: set or clear the challenge, lock/open controls, show/hide the
     leaderboard, close the room."""
@@ -254,14 +254,12 @@ def room_settings(request: Request, room: RoomDep, store: StoreDep, broker: Brok
         if getattr(change, key) is not None:
             setattr(state, key, getattr(change, key))
     store.set_room_state(room.code, state.model_dump())
-    broker.publish_threadsafe(f"room:{room.code}", [Event(0, "room", json.dumps(
-        state.model_dump()))])
+    bus.publish(f"room:{room.code}", [Event(0, "room", json.dumps(state.model_dump()))])
     return {"code": room.code, "state": state.model_dump()}
 
 
 @router.post("/rooms/{code}/settings", response_class=HTMLResponse, include_in_schema=False)
-async def room_settings_form(request: Request, room: RoomDep, store: StoreDep,
-                             broker: BrokerDep):
+async def room_settings_form(request: Request, room: RoomDep, store: StoreDep, bus: BusDep):
     """The presenter page's form (the same rules as the API)."""
     form = await request.form()
     change = RoomSettings()
@@ -284,7 +282,7 @@ async def room_settings_form(request: Request, room: RoomDep, store: StoreDep,
         change.leaderboard = action == "show"
     elif action == "close":
         change.closed = True
-    room_settings(request, room, store, broker, change)
+    room_settings(request, room, store, bus, change)
     return RedirectResponse(f"/rooms/{room.code}/present", status_code=303)
 
 

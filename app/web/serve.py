@@ -40,14 +40,12 @@ class GracefulServer(uvicorn.Server):
             super().handle_exit(sig, frame)
 
 
-def serve(host: str, port: int, data_dir: str, workers: int | None = None) -> int:
+def serve(host: str, port: int, data_dir: str, **overrides) -> int:
+    """Flags given on the command line win over DP_* environment variables."""
     from app.settings import Settings
     from app.web.main import create_app
 
-    overrides = {"data_dir": data_dir}
-    if workers is not None:
-        overrides["workers"] = workers
-    settings = Settings(**overrides)
+    settings = Settings(data_dir=data_dir, **overrides)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     config = uvicorn.Config(app, host=host, port=port, timeout_graceful_shutdown=5,
