@@ -29,9 +29,10 @@ COPY app ./app
 COPY templates ./templates
 COPY static ./static
 # The project's own dependencies are ranges in pyproject.toml (editable: templates/ and static/
-# are read from /app).
+# are read from /app). The extras make one image serve every role of a scaled-out deployment
+# (compose.yaml): web processes on PostgreSQL, and Ray head and worker nodes.
 # hadolint ignore=DL3013
-RUN pip install -e .
+RUN pip install -e ".[postgres,ray]"
 COPY --from=assets /build/node_modules/htmx.org/dist/htmx.min.js ./node_modules/htmx.org/dist/htmx.min.js
 
 RUN useradd --create-home --uid 10001 playground \

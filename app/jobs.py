@@ -41,8 +41,7 @@ from app.worker import worker_main
 
 log = logging.getLogger(__name__)
 Publish = Callable[[str, Sequence[Event]], None]
-HEARTBEAT_SECONDS = 5.0  # how often a runner says it is alive
-ADOPT_SECONDS = 15.0  # how often, with a shared database, it looks for orphans
+HEARTBEAT_SECONDS = 5.0  # how often a runner says it is alive (at most; see _keep_alive)
 
 
 def new_runner_id() -> str:
@@ -197,11 +196,13 @@ class LocalExecutor:
                     self._queue.append(_Job(row.id, row.owner))
 
     def _keep_alive(self) -> None:
+        """Heartbeats well inside the timeout; with a shared database, a look for orphans
+        twice per timeout."""
         now = time.monotonic()
-        if now - self._beat_at >= HEARTBEAT_SECONDS:
+        if now - self._beat_at >= min(HEARTBEAT_SECONDS, self.runner_timeout / 3):
             self._beat_at = now
             self.store.heartbeat(self.runner)
-        if self.store.shared and now - self._adopt_at >= ADOPT_SECONDS:
+        if self.store.shared and now - self._adopt_at >= self.runner_timeout / 2:
             self._adopt_at = now
             self._adopt_orphans()
 

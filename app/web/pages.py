@@ -22,7 +22,15 @@ from app.ml.runs import epoch_fields, plan_runs, snapshot_runs
 from app.ml.scenarios import SCENARIOS
 from app.store import ExperimentRow, Store
 from app.web import api, experiments, forms, rooms
-from app.web.deps import ClientDep, ExecutorDep, ExperimentDep, LimiterDep, SettingsDep, StoreDep
+from app.web.deps import (
+    BusDep,
+    ClientDep,
+    ExecutorDep,
+    ExperimentDep,
+    LimiterDep,
+    SettingsDep,
+    StoreDep,
+)
 from app.web.errors import AppError, TooBusy
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -171,9 +179,10 @@ async def rename_page(request: Request, row: ExperimentDep, store: StoreDep, cli
 
 
 @router.post("/e/{exp_id}/delete")
-def delete_page(row: ExperimentDep, store: StoreDep, executor: ExecutorDep, client: ClientDep):
+def delete_page(row: ExperimentDep, store: StoreDep, executor: ExecutorDep, bus: BusDep,
+                client: ClientDep):
     """The share page's delete button (owner only)."""
-    api.delete_experiment(row, store, executor, client)
+    api.delete_experiment(row, store, executor, bus, client)
     return RedirectResponse("/", status_code=303)
 
 

@@ -26,9 +26,13 @@ SWEEP = {**SMALL, "sweep": {"dropout": [0.0, 0.3, 0.6]}}
 SLOW = {"dataset": {"n_train": 1000}, "model": {"hidden": [32]}, "train": {"epochs": 40}}
 
 
-@pytest.fixture(scope="module")
-def http(live_server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_server.url, timeout=30) as c:
+@pytest.fixture(scope="module", params=["sqlite+local", "postgres+ray"])
+def http(request) -> Iterator[httpx.Client]:
+    """The suite runs twice: on the default stack (SQLite, local worker processes) and on the
+    scaled-out one (PostgreSQL with LISTEN/NOTIFY, training on a two-node Ray cluster)."""
+    server = request.getfixturevalue(
+        "live_server" if request.param == "sqlite+local" else "scaled_server")
+    with httpx.Client(base_url=server.url, timeout=30) as c:
         yield c
 
 
@@ -153,6 +157,17 @@ def test_stream_of_a_cancelled_experiment_ends_with_cancelled(http):
     check_complete(events, body, final="cancelled")
     assert 2 <= len(body["runs"][0]["epochs"]) < LONG["train"]["epochs"]
     assert replay(http, exp_id) == events
+
+
+def test_share_page_and_its_json_twin_show_the_stored_experiment(http):
+    exp_id = post(http, {**SMALL, "name": "shared run", "train": {"epochs": 3}})
+    body = finished(http, exp_id)
+    page = http.get(f"/e/{exp_id}")
+    assert page.status_code == 200
+    assert "shared run" in page.text and f'data-exp="{exp_id}"' in page.text
+    twin = http.get(f"/e/{exp_id}.json").json()
+    assert twin["status"] == "done" and twin["runs"] == body["runs"]
+    assert [e["epoch"] for e in twin["runs"][0]["epochs"]] == [1, 2, 3]
 
 
 def test_unknown_experiment_stream_is_404(http):

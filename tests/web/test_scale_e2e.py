@@ -1,0 +1,189 @@
+"""Beyond one machine, end to end: several server processes on one PostgreSQL database, and
+training on a local two-node Ray cluster.
+
+The rest of the end-to-end suite (submit, stream, resume, cancel, share page) already runs on
+both stacks (test_stream_e2e.py); this module checks what only the scaled-out stack has:
+- live events reach the streams of *every* server process (LISTEN/NOTIFY), room boards too;
+- a cancel sent to one server stops an experiment training under another;
+- a server that starts leaves the work of live servers alone, and takes over the queue of a
+  dead one (failing what it was training, keeping its epochs);
+- a Ray worker killed mid-experiment fails the experiment with the reason, keeps its epochs,
+  and the next experiment trains.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from conftest import LONG, TINY, LiveServer, finished, iter_sse, wait_until
+
+pytestmark = pytest.mark.e2e
+
+SMALL = {"dataset": {"n_train": 100}, "model": {"hidden": [16]}, "train": {"epochs": 20}}
+
+
+def post(server: LiveServer, config: dict, **params) -> str:
+    res = httpx.post(f"{server.url}/api/experiments", json=config, params=params, timeout=10)
+    assert res.status_code == 201, res.text
+    return res.json()["id"]
+
+
+def get(server: LiveServer, exp_id: str) -> dict:
+    return httpx.get(f"{server.url}/api/experiments/{exp_id}", timeout=10).json()
+
+
+def epochs_stored(server: LiveServer, exp_id: str) -> int:
+    return get(server, exp_id)["progress"]["epochs_done"]
+
+
+def stream(server: LiveServer, path: str, into: list, until=lambda e: False) -> threading.Thread:
+    """Read an event stream on a thread, into `into`, until it ends or `until(event)`."""
+    def run() -> None:
+        with httpx.stream("GET", server.url + path, timeout=60) as res:
+            for e in iter_sse(res):
+                if "comment" not in e:
+                    into.append(e)
+                    if until(e):
+                        return
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.fixture
+def pair(tmp_path, postgres) -> Iterator[tuple[LiveServer, LiveServer]]:
+    """Two server processes (as behind a load balancer) on one fresh database, one local
+    training worker each; a silent server counts as dead after 2 s."""
+    url = postgres.new_database()
+    env = {"DP_DATABASE_URL": url, "DP_WORKERS": "1", "DP_RUNNER_TIMEOUT_SECONDS": "2"}
+    a = LiveServer(tmp_path / "a", **env)
+    b = LiveServer(tmp_path / "b", **env)
+    for server in (a, b):
+        server.data_dir.mkdir()
+    a.start()
+    b.start()
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def test_events_reach_the_streams_of_every_server(pair):
+    a, b = pair
+    exp_id = post(a, SMALL)
+    seen: list[dict] = []
+    stream(b, f"/api/experiments/{exp_id}/events", seen).join(60)
+    body = finished(httpx.Client(base_url=a.url), exp_id)
+    assert body["status"] == "done"
+    assert [e["event"] for e in seen][-1] == "done"
+    assert [int(e["id"]) for e in seen] == list(range(1, len(seen) + 1))
+    streamed = [e["data"] for e in seen if e["event"] == "epoch"]
+    assert [{k: v for k, v in e.items() if k != "run"} for e in streamed] == \
+        body["runs"][0]["epochs"]
+
+
+def test_a_room_board_on_one_server_sees_what_happens_on_another(pair):
+    a, b = pair
+    presenter = httpx.Client(base_url=a.url, timeout=10)
+    link = presenter.post("/rooms", data={"name": "two servers"}).headers["location"]
+    code, key = re.fullmatch(r"/rooms/(.+)/present\?key=(.+)", link).groups()
+    board: list[dict] = []
+    watcher = stream(b, f"/api/rooms/{code}/events", board,
+                     until=lambda e: e["event"] == "room")
+    wait_until(lambda: board and board[0]["event"] == "hello", 10)  # subscribed
+
+    participant = httpx.Client(base_url=a.url, timeout=10)
+    participant.post(f"/rooms/{code}/join", data={"name": "Ada"})
+    res = participant.post(f"/api/experiments?room={code}", json=TINY)
+    exp_id = res.json()["id"]
+    wait_until(lambda: any(e["event"] == "done" for e in board), 60)
+    epochs = [e["data"] for e in board if e["event"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    assert all(e["exp"] == exp_id for e in epochs)
+
+    res = presenter.post(f"/api/rooms/{code}/settings", json={"locked": True},
+                         headers={"X-Presenter-Key": key})
+    assert res.status_code == 200
+    watcher.join(10)
+    assert board[-1]["event"] == "room" and board[-1]["data"]["locked"] is True
+
+
+def test_a_cancel_sent_to_one_server_stops_training_under_another(pair):
+    a, b = pair
+    exp_id = post(a, LONG)
+    wait_until(lambda: epochs_stored(a, exp_id) >= 2, 60)
+    res = httpx.post(f"{b.url}/api/experiments/{exp_id}/cancel", timeout=10)
+    assert res.status_code == 200 and res.json()["cancel_requested"] is True
+    body = finished(httpx.Client(base_url=b.url), exp_id, timeout=30)
+    assert body["status"] == "cancelled"
+    kept = body["runs"][0]["epochs"]
+    assert [e["epoch"] for e in kept] == list(range(1, len(kept) + 1))
+    assert body["summary"]["runs"][0]["epochs_trained"] == len(kept)
+
+
+def test_a_dead_servers_queue_moves_to_a_live_one_and_live_work_is_left_alone(pair):
+    a, b = pair
+    running = post(a, LONG)
+    wait_until(lambda: epochs_stored(a, running) >= 2, 60)
+    queued = post(a, TINY)  # a's only worker is busy: this waits in a's queue
+    # b started after a and looks for orphans every second: a is alive, so nothing moves
+    time.sleep(3)
+    assert get(b, running)["status"] == "running"
+    assert get(b, queued)["status"] == "queued"
+
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait()
+    before = epochs_stored(b, running)
+    body = finished(httpx.Client(base_url=b.url), running, timeout=30)
+    assert body["status"] == "failed" and "restarted or stopped" in body["error"]
+    assert len(body["runs"][0]["epochs"]) >= before  # nothing stored was lost
+    done = finished(httpx.Client(base_url=b.url), queued, timeout=60)
+    assert done["status"] == "done" and len(done["runs"][0]["epochs"]) == 3
+
+
+# -- Ray -------------------------------------------------------------------------------------
+
+
+def _task_pids() -> list[int]:
+    """Ray worker processes running our experiment task (Ray names them after the task)."""
+    out = subprocess.run(["pgrep", "-f", "ray::experiment_task"], capture_output=True,
+                         text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_a_lost_ray_worker_fails_its_experiment_and_the_next_one_trains(scaled_server):
+    exp_id = post(scaled_server, LONG)
+    wait_until(lambda: epochs_stored(scaled_server, exp_id) >= 2, 60)
+    pids = wait_until(_task_pids, 10)
+    for pid in pids:
+        subprocess.run(["kill", "-9", str(pid)], check=False)
+    body = finished(httpx.Client(base_url=scaled_server.url), exp_id, timeout=60)
+    assert body["status"] == "failed"
+    assert "Ray task was lost" in body["error"]
+    kept = body["runs"][0]["epochs"]
+    assert len(kept) >= 2 and [e["epoch"] for e in kept] == list(range(1, len(kept) + 1))
+
+    after = post(scaled_server, TINY)
+    done = finished(httpx.Client(base_url=scaled_server.url), after, timeout=60)
+    assert done["status"] == "done" and len(done["runs"][0]["epochs"]) == 3
+
+
+def test_a_sweep_trains_on_ray_as_one_task_and_summarizes_like_the_local_pool(scaled_server,
+                                                                              live_server):
+    sweep = {**SMALL, "sweep": {"dropout": [0.0, 0.5], "folds": 2}}
+    on_ray = finished(httpx.Client(base_url=scaled_server.url), post(scaled_server, sweep))
+    local = finished(httpx.Client(base_url=live_server.url), post(live_server, sweep))
+    assert on_ray["status"] == local["status"] == "done"
+    def numbers(runs: list[dict]) -> list[list[dict]]:  # ended_at is a wall-clock time
+        return [[{k: v for k, v in e.items() if k != "ended_at"} for e in r["epochs"]]
+                for r in runs]
+    assert numbers(on_ray["runs"]) == numbers(local["runs"])  # the same, wherever trained
+    assert json.dumps(on_ray["summary"], sort_keys=True) == \
+        json.dumps(local["summary"], sort_keys=True)
