@@ -133,21 +133,25 @@ class LocalExecutor:
 
     # -- called from request handlers ----------------------------------------------------------
 
-    def check_room(self, owner: str | None) -> None:
-        """Raise QueueFull (with the limit and the value) if `owner` may not queue one more."""
+    def check_room(self, owner: str | None, new: str | None = None) -> None:
+        """Raise QueueFull (with the limit and the value) if `owner` may not queue one more
+        (`new`: the experiment being submitted, already stored, so not counted)."""
         with self._lock:
             if len(self._queue) >= self.max_queued:
                 raise QueueFull(f"the server is busy: {len(self._queue)} experiments are "
                                 f"waiting, the limit is {self.max_queued}")
-            mine = sum(1 for j in self._queue if j.owner == owner) + sum(
-                1 for w in self._pool if w.job and w.owner == owner)
+            if self.store.shared:  # several servers: count this person's work on all of them
+                mine = self.store.active_count(owner, new) if owner is not None else 0
+            else:
+                mine = sum(1 for j in self._queue if j.owner == owner) + sum(
+                    1 for w in self._pool if w.job and w.owner == owner)
             if owner is not None and mine >= self.max_per_client:
                 raise QueueFull(f"you have {mine} experiments queued or running, the limit "
                                 f"per person is {self.max_per_client}: wait for one to finish "
                                 "or stop one")
 
     def submit(self, exp_id: str, owner: str | None = None) -> None:
-        self.check_room(owner)
+        self.check_room(owner, exp_id)
         with self._lock:
             self._queue.append(_Job(exp_id, owner))
         self._wake()

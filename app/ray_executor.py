@@ -82,7 +82,7 @@ class _SlotThread(threading.Thread):
     def kill(self) -> None:
         self._killed = True
 
-    def join(self, timeout: float | None = None) -> None:
+    def join(self, timeout: float | None = 10.0) -> None:  # never forever: Ray may be gone
         super().join(timeout)
         if not self.is_alive() and self.sentinel is not None:
             os.close(self.sentinel)
@@ -107,17 +107,20 @@ class _SlotThread(threading.Thread):
 
     def _follow(self, exp_id: str, config_json: str) -> None:
         """Forward one task's messages until its end, whatever the end is."""
-        task = experiment_task.options(num_cpus=self.cpus).remote(exp_id, config_json, self.cpus)
+        task = None
         epochs: list[tuple[int, dict]] = []  # forwarded so far: a cancel summarizes them
         cancelled = False
         while True:
-            if not cancelled and (self.cancel.value or self._killed):
-                ray.cancel(task)
-                cancelled = True
-            ready, _ = ray.wait([task], timeout=WAIT_SECONDS)
-            if not ready:
-                continue
             try:
+                if task is None:
+                    task = experiment_task.options(num_cpus=self.cpus).remote(
+                        exp_id, config_json, self.cpus)
+                if not cancelled and (self.cancel.value or self._killed):
+                    cancelled = True
+                    ray.cancel(task)
+                ready, _ = ray.wait([task], timeout=WAIT_SECONDS)
+                if not ready:
+                    continue
                 msg = ray.get(next(task))
             except StopIteration:
                 self.conn.send(("error", exp_id, "the Ray task ended without a result"))
@@ -126,7 +129,7 @@ class _SlotThread(threading.Thread):
                 summary = _summary(config_json, epochs)
                 self.conn.send(("finished", exp_id, "cancelled", summary))
                 return
-            except RayError as e:  # the worker or its node died, or the task could not run
+            except RayError as e:  # the worker, its node or the cluster is gone
                 self.conn.send(("error", exp_id, f"the Ray task was lost ({type(e).__name__}):"
                                                  f" {_first_line(e)}; the epochs trained "
                                                  "before are kept"))

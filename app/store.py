@@ -354,6 +354,14 @@ class Store:
         with Session(self.engine, expire_on_commit=False) as s:
             return list(s.scalars(q))
 
+    def active_count(self, owner: str, leave_out: str | None = None) -> int:
+        """Experiments of one browser that are queued or running (on any server)."""
+        q = select(func.count()).select_from(ExperimentRow).where(
+            ExperimentRow.owner == owner, ExperimentRow.status.in_(("queued", "running")),
+            ExperimentRow.id != (leave_out or ""))
+        with Session(self.engine) as s:
+            return s.scalar(q) or 0
+
     def count(self, *statuses: str) -> int:
         q = select(func.count()).select_from(ExperimentRow).where(
             ExperimentRow.status.in_(statuses))

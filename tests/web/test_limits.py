@@ -83,8 +83,11 @@ def test_fair_order_serves_the_client_with_fewest_running_experiments_first():
 
 
 @pytest.mark.parametrize("queued", [0, 3])
-def test_queue_limits_name_the_limit_and_the_value(queued):
-    executor = LocalExecutor(store=None, publish=None, workers=0, threads=1, max_queued=3,
+def test_queue_limits_name_the_limit_and_the_value(queued, tmp_path):
+    from app.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    executor = LocalExecutor(store=store, publish=None, workers=0, threads=1, max_queued=3,
                              max_per_client=5)
     executor._queue = [_Job(f"x{i}", "carol") for i in range(queued)]
     if queued < 3:

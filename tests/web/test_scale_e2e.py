@@ -4,7 +4,8 @@ training on a local two-node Ray cluster.
 The rest of the end-to-end suite (submit, stream, resume, cancel, share page) already runs on
 both stacks (test_stream_e2e.py); this module checks what only the scaled-out stack has:
 - live events reach the streams of *every* server process (LISTEN/NOTIFY), room boards too;
-- a cancel sent to one server stops an experiment training under another;
+- a cancel sent to one server stops an experiment training under another, and the
+  per-person limit counts a person's work on every server;
 - a server that starts leaves the work of live servers alone, and takes over the queue of a
   dead one (failing what it was training, keeping its epochs);
 - a Ray worker killed mid-experiment fails the experiment with the reason, keeps its epochs,
@@ -24,6 +25,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from conftest import LONG, TINY, LiveServer, finished, iter_sse, wait_until
+from fastapi.testclient import TestClient
+
+from app.settings import Settings
+from app.web.deps import CLIENT_COOKIE
+from app.web.main import create_app
 
 pytestmark = pytest.mark.e2e
 
@@ -146,6 +152,25 @@ def test_a_dead_servers_queue_moves_to_a_live_one_and_live_work_is_left_alone(pa
     assert len(body["runs"][0]["epochs"]) >= before  # nothing stored was lost
     done = finished(httpx.Client(base_url=b.url), queued, timeout=60)
     assert done["status"] == "done" and len(done["runs"][0]["epochs"]) == 3
+
+
+def test_the_per_person_limit_counts_their_work_on_every_server(postgres, tmp_path):
+    url = postgres.new_database()
+    apps = [create_app(Settings(data_dir=tmp_path / name, database_url=url, workers=1,
+                                threads_per_worker=1, max_queued_per_client=2,
+                                create_per_minute=1000)) for name in "ab"]
+    with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
+        for client in (a, b):
+            client.cookies.set(CLIENT_COOKIE, "one-browser")
+        made = [a.post("/api/experiments", json=LONG) for _ in range(2)]
+        assert [r.status_code for r in made] == [201, 201], made[-1].text
+        ids = [r.json()["id"] for r in made]
+        res = b.post("/api/experiments", json=TINY)
+        assert res.status_code == 429
+        assert "you have 2 experiments queued or running, the limit per person is 2" in \
+            res.json()["detail"]
+        for exp_id in ids:
+            a.post(f"/api/experiments/{exp_id}/cancel")
 
 
 # -- Ray -------------------------------------------------------------------------------------
