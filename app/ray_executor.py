@@ -49,13 +49,18 @@ def experiment_task(exp_id: str, config_json: str, threads: int):
     at its next step."""
     import torch
 
-    from app.worker import train_one
+    from app.worker import NICENESS, train_one
 
     torch.set_num_threads(threads)
     messages: queue.SimpleQueue = queue.SimpleQueue()
     stop = threading.Event()
-    trainer = threading.Thread(target=train_one, daemon=True,
-                               args=(exp_id, config_json, messages.put, stop.is_set))
+
+    def work() -> None:
+        # as the local workers: training yields the CPU to a web process on the same machine
+        # (Linux sets the priority of the calling thread, so here, on the trainer's thread)
+        os.setpriority(os.PRIO_PROCESS, 0, NICENESS)
+        train_one(exp_id, config_json, messages.put, stop.is_set)
+    trainer = threading.Thread(target=work, daemon=True)
     trainer.start()
     try:
         while True:

@@ -71,7 +71,10 @@ def _executor(settings: Settings, store: Store, publish) -> LocalExecutor:
                   max_run_seconds=settings.max_run_seconds,
                   runner_timeout=settings.runner_timeout_seconds)
     if settings.executor == "ray":
-        from app.ray_executor import RayExecutor
+        try:
+            from app.ray_executor import RayExecutor
+        except ImportError as e:
+            raise RuntimeError(f"DP_EXECUTOR=ray needs Ray: pip install '.[ray]' ({e})") from e
 
         return RayExecutor(store, publish, workers=1, threads=1, address=settings.ray_address,
                            cpus_per_experiment=settings.ray_cpus_per_experiment,
