@@ -74,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--data-dir", default="./data", help="SQLite database and other state")
-    serve.add_argument("--workers", type=int, default=None, help="training processes")
+    serve.add_argument("--workers", type=int, default=None,
+                       help="training processes (per web worker)")
+    serve.add_argument("--web-workers", type=int, default=None,
+                       help="web server processes; more than one needs --database-url "
+                            "postgresql://...")
     serve.add_argument("--database-url", default=None,
                        help="SQLAlchemy URL, e.g. postgresql://user@host/db (default: SQLite)")
     serve.add_argument("--executor", choices=["local", "ray"], default=None,
@@ -87,7 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_train(args.config)
     from app.web.serve import serve as run_server
 
-    options = {"workers": args.workers, "database_url": args.database_url,
+    options = {"workers": args.workers, "web_workers": args.web_workers,
+               "database_url": args.database_url,
                "executor": args.executor, "ray_address": args.ray_address}
-    return run_server(host=args.host, port=args.port, data_dir=args.data_dir,
-                      **{k: v for k, v in options.items() if v is not None})
+    try:
+        return run_server(host=args.host, port=args.port, data_dir=args.data_dir,
+                          **{k: v for k, v in options.items() if v is not None})
+    except ValidationError as e:  # settings that cannot work together, from flags or DP_*
+        problems = "; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors())
+        print(f"error: {problems}", file=sys.stderr)
+        return 2

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -52,10 +52,15 @@ class Settings(BaseSettings):
         default_factory=lambda: max(1, min(2, _cores())), ge=1, le=64,
         description="Training worker processes (kept warm: torch is imported once).",
     )
+    web_workers: int = Field(
+        1, ge=1, le=64,
+        description="Web server processes (uvicorn workers) on this host; more than one needs "
+        "a PostgreSQL database_url. Each has its own training workers.",
+    )
     threads_per_worker: int | None = Field(
         None, ge=1, le=64,
-        description="torch threads per worker; default cores // workers, so workers x threads "
-        "never exceeds the cores (oversubscription ran ~30x slower).",
+        description="torch threads per worker; default cores // (web_workers x workers), so "
+        "training threads never exceed the cores (oversubscription ran ~30x slower).",
     )
     max_queued: int = Field(
         32, ge=1, le=10_000,
@@ -81,10 +86,17 @@ class Settings(BaseSettings):
     )
     recent_limit: int = Field(12, ge=1, le=100, description="Experiments in the recent list.")
 
+    @model_validator(mode="after")
+    def _several_processes_share_postgres(self) -> Settings:
+        if self.web_workers > 1 and not self.db_url.startswith("postgres"):
+            raise ValueError("web_workers > 1 needs a PostgreSQL database_url: SQLite serves "
+                             "one server process")
+        return self
+
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'playground.db'}"
 
     @property
     def torch_threads(self) -> int:
-        return self.threads_per_worker or max(1, _cores() // self.workers)
+        return self.threads_per_worker or max(1, _cores() // (self.web_workers * self.workers))

@@ -139,7 +139,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Liveness, and how many training workers are warm (for deploys and benchmarks)."""
         executor = app.state.executor
         return {"ok": True, "workers": executor.workers, "workers_ready": executor.ready_workers(),
-                "queued": executor.queue_length()}
+                "queued": executor.queue_length(), "runner": executor.runner,
+                "executor": settings.executor}
 
     app.add_middleware(SecurityHeaders)
     app.add_middleware(ClientCookie)

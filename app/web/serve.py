@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import uvicorn
 
@@ -41,12 +42,22 @@ class GracefulServer(uvicorn.Server):
 
 
 def serve(host: str, port: int, data_dir: str, **overrides) -> int:
-    """Flags given on the command line win over DP_* environment variables."""
+    """Flags given on the command line win over DP_* environment variables.
+
+    With several web workers, uvicorn's supervisor runs them (each builds its app from the
+    environment, so the flags are passed on as DP_* variables); they share the state through
+    PostgreSQL, and each one stops its own training on SIGTERM."""
     from app.settings import Settings
     from app.web.main import create_app
 
     settings = Settings(data_dir=data_dir, **overrides)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if settings.web_workers > 1:
+        os.environ.update({f"DP_{k.upper()}": str(v)
+                           for k, v in {"data_dir": data_dir, **overrides}.items()})
+        uvicorn.run("app.web.main:create_app", factory=True, host=host, port=port,
+                    workers=settings.web_workers, timeout_graceful_shutdown=5, log_level="info")
+        return 0
     app = create_app(settings)
     config = uvicorn.Config(app, host=host, port=port, timeout_graceful_shutdown=5,
                             log_level="info")

@@ -18,6 +18,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -152,6 +153,31 @@ def test_a_dead_servers_queue_moves_to_a_live_one_and_live_work_is_left_alone(pa
     assert len(body["runs"][0]["epochs"]) >= before  # nothing stored was lost
     done = finished(httpx.Client(base_url=b.url), queued, timeout=60)
     assert done["status"] == "done" and len(done["runs"][0]["epochs"]) == 3
+
+
+def test_several_web_workers_on_one_host_share_the_state(postgres, tmp_path):
+    server = LiveServer(tmp_path, DP_DATABASE_URL=postgres.new_database(), DP_WEB_WORKERS="2",
+                        DP_WORKERS="1").start()
+    try:
+        runners: set[str] = set()  # each process answers some of the fresh connections
+        wait_until(lambda: runners.add(httpx.get(f"{server.url}/healthz").json()["runner"])
+                   or len(runners) == 2, 30)
+        exp_id = post(server, SMALL)
+        seen: list[dict] = []
+        stream(server, f"/api/experiments/{exp_id}/events", seen).join(60)
+        assert seen[-1]["event"] == "done"
+        epochs = [e["data"]["epoch"] for e in seen if e["event"] == "epoch"]
+        assert epochs == list(range(1, 21))
+    finally:
+        server.stop()
+
+
+def test_several_web_workers_need_postgres(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "app", "serve", "--web-workers", "2",
+                          "--data-dir", str(tmp_path)], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 2
+    assert "web_workers > 1 needs a PostgreSQL database_url" in res.stderr
 
 
 def test_the_per_person_limit_counts_their_work_on_every_server(postgres, tmp_path):
