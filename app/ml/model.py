@@ -60,6 +60,7 @@ class StackedMLP(nn.Module):
         self.weights = nn.ParameterList(nn.Parameter(torch.stack(w)) for w in weights)
         self.biases = nn.ParameterList(nn.Parameter(torch.stack(b)[:, None, :]) for b in biases)
         self.masks = _MaskSampler(self.sizes, self.layer_rates, self.input_rates, seeds)
+        self._eval_bufs = [torch.empty(0), torch.empty(0)]  # see _scratch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (K, B, in), or (B, in) shared by all members -> (K, B, out).
@@ -89,12 +90,25 @@ class StackedMLP(nn.Module):
         if mask is not None and self.masks.input_cols:
             x = x * mask[..., self.masks.input_cols]
         *hidden, last = range(len(self.weights))
-        act = self.act if torch.is_grad_enabled() else self.act_
+        grad = torch.is_grad_enabled()
         for i in hidden:
-            x = act(_affine(x, self.weights[i], self.biases[i]))
+            if grad:
+                x = self.act(_affine(x, self.weights[i], self.biases[i]))
+            else:  # no autograd to feed: reuse buffers, activate in place
+                out = self._scratch(i, (self.k, x.shape[-2], self.weights[i].shape[-1]))
+                x = self.act_(_affine(x, self.weights[i], self.biases[i], out))
             if mask is not None and self.masks.layer_cols[i] is not None:
                 x = x * mask[..., self.masks.layer_cols[i]]
         return _affine(x, self.weights[last], self.biases[last])
+
+    def _scratch(self, i: int, shape: tuple[int, int, int]) -> torch.Tensor:
+        """A buffer for hidden layer i's output, kept between calls (two alternate, as one layer
+        reads the previous one's). Evaluating every epoch in fresh multi-MB tensors costs more
+        in page faults (first touch of memory the allocator took from the OS) than in FLOPs."""
+        n = math.prod(shape)
+        if self._eval_bufs[i % 2].numel() < n:
+            self._eval_bufs[i % 2] = torch.empty(n, dtype=self.weights[i].dtype)
+        return self._eval_bufs[i % 2][:n].view(shape)
 
     def members(self, index: torch.Tensor) -> StackedMLP:
         """A view of some members (for predictions; shares no training state)."""
@@ -106,6 +120,7 @@ class StackedMLP(nn.Module):
         sub.weights = [w.detach().index_select(0, index) for w in self.weights]
         sub.biases = [b.detach().index_select(0, index) for b in self.biases]
         sub.masks = _MaskSampler(self.sizes, sub.layer_rates, sub.input_rates, [0] * sub.k)
+        sub._eval_bufs = [torch.empty(0), torch.empty(0)]
         sub.eval()
         return sub
 
@@ -133,11 +148,12 @@ class StackedMLP(nn.Module):
         return nn.Sequential(*layers)
 
 
-def _affine(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _affine(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
+            out: torch.Tensor | None = None) -> torch.Tensor:
     """b + x @ w for every member; shared inputs (n, in) are broadcast without a copy."""
     if x.dim() == 2:
         x = x.expand(w.shape[0], -1, -1)
-    return torch.baddbmm(b, x, w)
+    return torch.baddbmm(b, x, w, out=out)
 
 
 def _linear_init(n_in: int, n_out: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
