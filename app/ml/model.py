@@ -211,6 +211,9 @@ class _MaskSampler:
             self._buf = np.ones((len(self.rngs), batch, self.n_cols), np.float32)
         buf = self._buf[:, :batch]
         for k, cols in self.draws:
-            buf[k, :, :cols] = self.rngs[k].random((batch, cols), dtype=np.float32)
+            if cols == self.n_cols:  # the member's rows are contiguous: draw straight into them
+                self.rngs[k].random(out=buf[k], dtype=np.float32)
+            else:
+                buf[k, :, :cols] = self.rngs[k].random((batch, cols), dtype=np.float32)
         # u >= p keeps a unit (probability 1-p); rows of members that drew nothing stay 1.
         return torch.from_numpy(buf).ge_(self.p).mul_(self.scale)
