@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "gelu": F.gelu, "sigmoid": torch.sigmoid}
-# In-place twins, used when no gradient is needed (evaluation): no new (K, n, width) tensor.
+# In-place twins: legal on a fresh baddbmm output, as each keeps its result for its backward.
 IN_PLACE = {"relu": torch.relu_, "tanh": torch.tanh_, "sigmoid": torch.sigmoid_}
 
 
@@ -90,21 +90,23 @@ class StackedMLP(nn.Module):
         if mask is not None and self.masks.input_cols:
             x = x * mask[..., self.masks.input_cols]
         *hidden, last = range(len(self.weights))
-        grad = torch.is_grad_enabled()
         for i in hidden:
-            if grad:
-                x = self.act(_affine(x, self.weights[i], self.biases[i]))
-            else:  # no autograd to feed: reuse buffers, activate in place
-                out = self._scratch(i, (self.k, x.shape[-2], self.weights[i].shape[-1]))
-                x = self.act_(_affine(x, self.weights[i], self.biases[i], out))
+            # activate in place: baddbmm's backward does not need its output (relu_, tanh_ and
+            # sigmoid_ keep their own result for theirs)
+            x = self.act_(_affine(x, self.weights[i], self.biases[i], self._scratch(i, x)))
             if mask is not None and self.masks.layer_cols[i] is not None:
                 x = x * mask[..., self.masks.layer_cols[i]]
         return _affine(x, self.weights[last], self.biases[last])
 
-    def _scratch(self, i: int, shape: tuple[int, int, int]) -> torch.Tensor:
-        """A buffer for hidden layer i's output, kept between calls (two alternate, as one layer
-        reads the previous one's). Evaluating every epoch in fresh multi-MB tensors costs more
-        in page faults (first touch of memory the allocator took from the OS) than in FLOPs."""
+    def _scratch(self, i: int, x: torch.Tensor) -> torch.Tensor | None:
+        """Where hidden layer i writes its output for input x: without autograd, a buffer kept
+        between calls (two alternate, as one layer reads the previous one's); with autograd,
+        None (a fresh tensor, which the backward pass keeps). Evaluating every epoch in fresh
+        multi-MB tensors costs more in page faults (first touch of memory the allocator took
+        from the OS) than in FLOPs."""
+        if torch.is_grad_enabled():
+            return None
+        shape = (self.k, x.shape[-2], self.weights[i].shape[-1])
         n = math.prod(shape)
         if self._eval_bufs[i % 2].numel() < n:
             self._eval_bufs[i % 2] = torch.empty(n, dtype=self.weights[i].dtype)
