@@ -25,7 +25,7 @@ def classification(out: torch.Tensor, y: torch.Tensor, detailed: bool) -> dict[s
     pred = out.argmax(-1)
     metrics = {"loss": member_loss(out, y, "classification"), "acc": (pred == y).float().mean(1)}
     if detailed:
-        counts = confusion(out, y).float()  # (K, C, C): all members with one bincount
+        counts = _confusion(pred, y, out.shape[-1]).float()  # (K, C, C)
         tp = counts.diagonal(dim1=1, dim2=2)
         predicted, actual = counts.sum(1), counts.sum(2)
         present = (predicted + actual) > 0
@@ -40,8 +40,13 @@ def classification(out: torch.Tensor, y: torch.Tensor, detailed: bool) -> dict[s
 
 def confusion(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """out (K, N, C) logits, y (K, N) labels -> (K, C, C) counts, [member, true, predicted]."""
-    k, n, c = out.shape
-    flat = (torch.arange(k)[:, None] * c + y) * c + out.argmax(-1)
+    return _confusion(out.argmax(-1), y, out.shape[-1])
+
+
+def _confusion(pred: torch.Tensor, y: torch.Tensor, c: int) -> torch.Tensor:
+    """pred, y (K, N) labels of c classes -> (K, C, C) counts: all members with one bincount."""
+    k = y.shape[0]
+    flat = (torch.arange(k)[:, None] * c + y) * c + pred
     return torch.bincount(flat.reshape(-1), minlength=k * c * c).view(k, c, c)
 
 
