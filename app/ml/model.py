@@ -109,7 +109,8 @@ class StackedMLP(nn.Module):
         shape = (self.k, x.shape[-2], self.weights[i].shape[-1])
         n = math.prod(shape)
         if self._eval_bufs[i % 2].numel() < n:
-            self._eval_bufs[i % 2] = torch.empty(n, dtype=self.weights[i].dtype)
+            with torch.inference_mode(False):  # a normal tensor, writable under no_grad too
+                self._eval_bufs[i % 2] = torch.empty(n, dtype=self.weights[i].dtype)
         return self._eval_bufs[i % 2][:n].view(shape)
 
     def members(self, index: torch.Tensor) -> StackedMLP:

@@ -108,6 +108,21 @@ def test_eval_mode_is_deterministic_and_uses_every_unit_unscaled():
         assert not torch.equal(model(x), model(x))
 
 
+def test_eval_without_autograd_reuses_buffers_but_not_results():
+    """Without autograd the hidden layers write into buffers kept between calls: outputs equal
+    the autograd path's, survive later calls of other sizes, and inference_mode works too."""
+    model = stacked([3, 16, 8, 16, 2], [1, 2], activation="tanh")  # 3 hidden: buffers alternate
+    model.eval()
+    xs = [torch.randn(n, 3) for n in (40, 7, 90)]
+    want = [model(x).detach() for x in xs]
+    with torch.inference_mode():  # the buffers are first made here
+        got = [model(xs[0])]
+    with torch.no_grad():
+        got += [model(x) for x in xs]
+    for out, ref in zip(got, [want[0], *want], strict=True):
+        torch.testing.assert_close(out, ref, rtol=0, atol=0)
+
+
 def identity_readout(sizes, seeds, rates, input_rates, activation="sigmoid"):
     """A model whose last layer copies its input: the output shows the dropped activations."""
     model = stacked(sizes, seeds, rates, input_rates, activation)
