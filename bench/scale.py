@@ -9,6 +9,8 @@ worker processes on this 2-core machine), then real servers (`python -m app serv
 2. Event latency, from an epoch ending in the trainer (`ended_at`) to the SSE client: one
    server on SQLite (in-process broker, the baseline), one on PostgreSQL (LISTEN/NOTIFY), and
    a second PostgreSQL server streaming an experiment that trains under the first.
+3. Store write rate, for sizing: epoch transactions per second (one event each, as a running
+   experiment writes them) from 4 writers at once, PostgreSQL (fsync on) vs SQLite.
 
     python bench/scale.py
 """
@@ -22,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -103,13 +106,36 @@ def latencies(source: Server, watcher: Server) -> list[float]:
     return delays
 
 
+def write_rate(url: str, writers: int = 4, seconds: float = 3.0) -> float:
+    """On SQLite the writers share one Store (one server process); on PostgreSQL each has its
+    own, as separate server processes would."""
+    from app.store import Store
+
+    shared = Store(url)
+    stores = [Store(url) if shared.shared else shared for _ in range(writers)]
+    ids = [shared.create({}, 1, 10**6, None) for _ in range(writers)]
+    counts = [0] * writers
+    deadline = time.perf_counter() + seconds
+
+    def write(i: int) -> None:
+        while time.perf_counter() < deadline:
+            stores[i].append(ids[i], [("epoch", {"run": 0, "epoch": counts[i], "val_loss": 0.1})])
+            counts[i] += 1
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / seconds
+
+
 def summary(ms: list[float]) -> str:
     ms = sorted(ms)
     return f"median {statistics.median(ms):5.1f} ms, p95 {ms[int(0.95 * (len(ms) - 1))]:5.1f} ms"
 
 
 def main() -> None:
-    pg = PostgresServer(free_port()).start()
+    pg = PostgresServer(free_port(), durable=True).start()
     cluster = RayCluster(free_port()).start()
     try:
         print("1. the same work on the local pool vs on Ray (both on PostgreSQL)")
@@ -137,6 +163,11 @@ def main() -> None:
         print(f"  PostgreSQL, NOTIFY, other server {summary(latencies(first, second))}")
         for s in (first, second):
             s.stop()
+
+        print("3. store: epoch transactions per second, 4 writers")
+        lite_url = f"sqlite:///{tempfile.mkdtemp(prefix='dp-bench-')}/db.sqlite"
+        for name, url in [("SQLite", lite_url), ("PostgreSQL", pg.new_database())]:
+            print(f"  {name:11s} {write_rate(url):7.0f} transactions/s")
     finally:
         cluster.stop()
         pg.stop()

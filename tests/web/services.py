@@ -32,8 +32,9 @@ def _missing(what: str, flag: str, why: str):
 
 
 class PostgresServer:
-    def __init__(self, port: int):
+    def __init__(self, port: int, durable: bool = False):
         self.port = port
+        self.durable = durable  # fsync on, as in production (tests need no durability)
         self.admin_url = os.environ.get("DP_TEST_POSTGRES_URL")
         self.root: Path | None = None
 
@@ -55,7 +56,9 @@ class PostgresServer:
                         "--no-sync", "-E", "UTF8", "--locale=C"], check=True,
                        stdout=subprocess.DEVNULL)
         options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c synchronous_commit=off -c max_connections=300")
+                   "-c max_connections=300")
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off"
         subprocess.run([*as_user, bindir / "pg_ctl", "-D", data, "-o", options,
                         "-l", self.root / "log", "-w", "start"], check=True,
                        stdout=subprocess.DEVNULL)
