@@ -38,13 +38,14 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    insert,
     inspect,
     select,
     text,
     update,
 )
 from sqlalchemy import delete as sa_delete
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 FINAL_STATUSES = ("done", "failed", "cancelled")
@@ -213,34 +214,42 @@ class Store:
                runner: str | None = None) -> str:
         """Insert a queued experiment (held by `runner`) and its first event; returns its id."""
         exp_id = new_id()
-        with self._write, Session(self.engine) as s, s.begin():
-            s.add(ExperimentRow(
+        with self._write, self.engine.begin() as conn:
+            conn.execute(insert(ExperimentRow).values(
                 id=exp_id, created_at=now(), status="queued", name=config.get("name", ""),
                 config=json.dumps(config), n_runs=n_runs, total_epochs=total_epochs,
-                owner=owner, last_seq=0, room=room, author=author, runner=runner,
+                epochs_done=0, owner=owner, last_seq=0, room=room, author=author, runner=runner,
             ))
-            s.flush()
-            self._append(s, exp_id, [("status", {"status": "queued"})])
+            self._append(conn, exp_id, [("status", {"status": "queued"})])
         return exp_id
 
     def append(self, exp_id: str, events: Sequence[tuple[str, dict]], **fields) -> list[Event]:
         """Append events and update experiment fields in one transaction; returns the events."""
-        with self._write, Session(self.engine) as s, s.begin():
-            return self._append(s, exp_id, events, **fields)
+        with self._write, self.engine.begin() as conn:
+            return self._append(conn, exp_id, events, **fields)
 
-    def _append(self, s: Session, exp_id: str, events, **fields) -> list[Event]:
-        row = s.get(ExperimentRow, exp_id, with_for_update=True)
-        if row is None:
+    def _append(self, conn: Connection, exp_id: str, events, active_only: bool = False,
+                **fields) -> list[Event]:
+        """Two statements whatever the number of events: the experiment's row is updated (which
+        locks it until commit, so sequence numbers never collide across servers) and returns
+        the new last number; then the events are inserted together. With `active_only`, an
+        experiment that has already ended is left alone (returns [])."""
+        n = len(events)
+        q = update(ExperimentRow).where(ExperimentRow.id == exp_id)
+        if active_only:
+            q = q.where(ExperimentRow.status.not_in(FINAL_STATUSES))
+        last = conn.execute(q.values(
+            last_seq=ExperimentRow.last_seq + n,
+            epochs_done=ExperimentRow.epochs_done + sum(1 for kind, _ in events if kind == "epoch"),
+            **fields,
+        ).returning(ExperimentRow.last_seq)).scalar()
+        if last is None:
             return []
-        out = []
-        for kind, data in events:
-            row.last_seq += 1
-            text = json.dumps(data)
-            s.add(EventRow(experiment_id=exp_id, seq=row.last_seq, kind=kind, data=text))
-            out.append(Event(row.last_seq, kind, text))
-        row.epochs_done += sum(1 for kind, _ in events if kind == "epoch")
-        for key, value in fields.items():
-            setattr(row, key, value)
+        out = [Event(last - n + 1 + i, kind, json.dumps(data)) for i, (kind, data) in
+               enumerate(events)]
+        if out:
+            conn.execute(insert(EventRow), [{"experiment_id": exp_id, "seq": e.seq,
+                                             "kind": e.kind, "data": e.data} for e in out])
         return out
 
     def transition(self, exp_id: str, status: str, extra: dict | None = None,
@@ -250,17 +259,14 @@ class Store:
         Does nothing (returns []) if the experiment already ended, so a late cancel can never
         overwrite `done`, and a crash report never overwrites `cancelled`.
         """
-        with self._write, Session(self.engine) as s, s.begin():
-            row = s.get(ExperimentRow, exp_id)
-            if row is None or row.status in FINAL_STATUSES:
-                return []
-            if status == "running":
-                fields.setdefault("started_at", now())
-            if status in FINAL_STATUSES:
-                fields.setdefault("finished_at", now())
-            kind = status if status in FINAL_STATUSES else "status"
-            return self._append(s, exp_id, [(kind, {"status": status, **(extra or {})})],
-                                status=status, **fields)
+        if status == "running":
+            fields.setdefault("started_at", now())
+        if status in FINAL_STATUSES:
+            fields.setdefault("finished_at", now())
+        kind = status if status in FINAL_STATUSES else "status"
+        with self._write, self.engine.begin() as conn:
+            return self._append(conn, exp_id, [(kind, {"status": status, **(extra or {})})],
+                                active_only=True, status=status, **fields)
 
     def delete(self, exp_id: str) -> None:
         """Remove an experiment and its events."""
