@@ -130,7 +130,10 @@ class PostgresBus:
         message = json.loads(payload)
         if channel == CONTROL:
             if self.on_control is not None:
-                self.on_control(message)
+                try:
+                    self.on_control(message)
+                except Exception:  # e.g. the database is busy: keep listening
+                    log.exception("control message %s failed", message)
             return
         topic = message["t"]
         if "ref" in message:  # an event too large to travel: read it from the log

@@ -376,14 +376,21 @@ class Store:
 
     # -- runners: which server process trains what ----------------------------------------------
 
+    def _clock(self, s: Session) -> float:
+        """Now, in unix seconds, by the database's clock when servers share it: their own
+        clocks may disagree, and a server whose clock runs late must not look dead."""
+        if not self.shared:
+            return time.time()
+        return float(s.execute(text("SELECT extract(epoch FROM clock_timestamp())")).scalar())
+
     def heartbeat(self, runner: str) -> None:
         """Say `runner` is alive (every few seconds while it serves)."""
         with self._write, Session(self.engine) as s, s.begin():
             row = s.get(RunnerRow, runner)
             if row is None:
-                s.add(RunnerRow(id=runner, heartbeat=time.time()))
+                s.add(RunnerRow(id=runner, heartbeat=self._clock(s)))
             else:
-                row.heartbeat = time.time()
+                row.heartbeat = self._clock(s)
 
     def retire(self, runner: str) -> None:
         """`runner` stopped cleanly: others need not wait for its heartbeat to go stale."""
@@ -403,12 +410,13 @@ class Store:
         """Queued or running experiments whose runner is gone: none recorded, retired, or
         silent for `stale_after` seconds. On SQLite only one server runs, so every experiment
         not of `runner` is an orphan."""
-        alive = select(RunnerRow.id).where(RunnerRow.heartbeat > time.time() - stale_after)
         q = select(ExperimentRow).where(ExperimentRow.status.in_(("queued", "running")))
-        if self.shared:
-            q = q.where((ExperimentRow.runner.is_(None)) | ExperimentRow.runner.not_in(alive))
-        else:
-            q = q.where((ExperimentRow.runner.is_(None)) | (ExperimentRow.runner != runner))
         with Session(self.engine, expire_on_commit=False) as s:
+            if self.shared:
+                alive = select(RunnerRow.id).where(
+                    RunnerRow.heartbeat > self._clock(s) - stale_after)
+                q = q.where(ExperimentRow.runner.is_(None) | ExperimentRow.runner.not_in(alive))
+            else:
+                q = q.where(ExperimentRow.runner.is_(None) | (ExperimentRow.runner != runner))
             return list(s.scalars(q.order_by(ExperimentRow.created_at)))
 

@@ -76,6 +76,7 @@ def _executor(settings: Settings, store: Store, publish) -> LocalExecutor:
         except ImportError as e:
             raise RuntimeError(f"DP_EXECUTOR=ray needs Ray: pip install '.[ray]' ({e})") from e
 
+        # workers (slots) and threads are set from the cluster in start()
         return RayExecutor(store, publish, workers=1, threads=1, address=settings.ray_address,
                            cpus_per_experiment=settings.ray_cpus_per_experiment,
                            max_running=settings.ray_max_running, **limits)
