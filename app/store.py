@@ -228,16 +228,16 @@ class Store:
         with self._write, self.engine.begin() as conn:
             return self._append(conn, exp_id, events, **fields)
 
-    def _append(self, conn: Connection, exp_id: str, events, active_only: bool = False,
-                **fields) -> list[Event]:
+    def _append(self, conn: Connection, exp_id: str, events,
+                only_from: Sequence[str] | None = None, **fields) -> list[Event]:
         """Two statements whatever the number of events: the experiment's row is updated (which
         locks it until commit, so sequence numbers never collide across servers) and returns
-        the new last number; then the events are inserted together. With `active_only`, an
-        experiment that has already ended is left alone (returns [])."""
+        the new last number; then the events are inserted together. With `only_from`, an
+        experiment in another status is left alone (returns [])."""
         n = len(events)
         q = update(ExperimentRow).where(ExperimentRow.id == exp_id)
-        if active_only:
-            q = q.where(ExperimentRow.status.not_in(FINAL_STATUSES))
+        if only_from is not None:
+            q = q.where(ExperimentRow.status.in_(only_from))
         last = conn.execute(q.values(
             last_seq=ExperimentRow.last_seq + n,
             epochs_done=ExperimentRow.epochs_done + sum(1 for kind, _ in events if kind == "epoch"),
@@ -253,11 +253,12 @@ class Store:
         return out
 
     def transition(self, exp_id: str, status: str, extra: dict | None = None,
-                   **fields) -> list[Event]:
+                   only_from: Sequence[str] = ("queued", "running"), **fields) -> list[Event]:
         """Move to `status` and log it: a `status` event, or the final event if final.
 
-        Does nothing (returns []) if the experiment already ended, so a late cancel can never
-        overwrite `done`, and a crash report never overwrites `cancelled`.
+        Does nothing (returns []) unless the status is one of `only_from`; by default, if the
+        experiment already ended, so a late cancel can never overwrite `done`, and a crash
+        report never overwrites `cancelled`.
         """
         if status == "running":
             fields.setdefault("started_at", now())
@@ -266,7 +267,7 @@ class Store:
         kind = status if status in FINAL_STATUSES else "status"
         with self._write, self.engine.begin() as conn:
             return self._append(conn, exp_id, [(kind, {"status": status, **(extra or {})})],
-                                active_only=True, status=status, **fields)
+                                only_from=only_from, status=status, **fields)
 
     def delete(self, exp_id: str) -> None:
         """Remove an experiment and its events."""

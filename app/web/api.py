@@ -51,7 +51,7 @@ def cancel_experiment(row: ExperimentDep, store: StoreDep, executor: ExecutorDep
     """Stop a queued or running experiment; epochs already trained are kept."""
     if row.status in FINAL_STATUSES:
         raise Conflict(f"experiment {row.id} has already ended ({row.status})")
-    requested = experiments.stop(row.id, executor, bus)
+    requested = experiments.stop(row.id, store, executor, bus)
     now = store.get(row.id)
     if not requested and now is not None and now.status in FINAL_STATUSES:
         raise Conflict(f"experiment {row.id} has already ended ({now.status})")
@@ -93,7 +93,7 @@ def delete_experiment(row: ExperimentDep, store: StoreDep, executor: ExecutorDep
     """Delete with all its epochs (owner only); a running one is stopped first."""
     require_owner(row, client)
     if row.status not in FINAL_STATUSES:
-        experiments.stop(row.id, executor, bus)
+        experiments.stop(row.id, store, executor, bus)
     store.delete(row.id)
     return Response(status_code=204)
 

@@ -47,15 +47,19 @@ def start(config: ExperimentConfig, store: Store, executor: LocalExecutor, owner
     return exp_id
 
 
-def stop(exp_id: str, executor: LocalExecutor, bus: Bus) -> bool:
-    """Ask an experiment to stop wherever it trains: here, or (several servers on one
-    database) under the server that holds it, told over the bus. True if asked."""
+def stop(exp_id: str, store: Store, executor: LocalExecutor, bus: Bus) -> bool:
+    """Ask an experiment to stop wherever it is: here, or (several servers on one database)
+    under the server that holds it. True if asked.
+
+    One queued elsewhere is cancelled at once, here (its server then skips it, even if that
+    server is down); one running elsewhere is stopped by its server, told over the bus."""
     if executor.cancel(exp_id):
         return True
-    if bus.shared:
-        bus.control({"cancel": exp_id})
-        return True
-    return False
+    if not bus.shared:
+        return False
+    executor.publish(exp_id, store.transition(exp_id, "cancelled", {}, only_from=["queued"]))
+    bus.control({"cancel": exp_id})
+    return True
 
 
 def _busy(message: str) -> TooBusy:

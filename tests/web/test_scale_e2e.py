@@ -126,6 +126,10 @@ def test_a_cancel_sent_to_one_server_stops_training_under_another(pair):
     a, b = pair
     exp_id = post(a, LONG)
     wait_until(lambda: epochs_stored(a, exp_id) >= 2, 60)
+    queued = post(a, TINY)  # behind it, in a's queue: cancelled at once, wherever asked
+    res = httpx.post(f"{b.url}/api/experiments/{queued}/cancel", timeout=10)
+    assert res.status_code == 200 and res.json()["status"] == "cancelled"
+
     res = httpx.post(f"{b.url}/api/experiments/{exp_id}/cancel", timeout=10)
     assert res.status_code == 200 and res.json()["cancel_requested"] is True
     body = finished(httpx.Client(base_url=b.url), exp_id, timeout=30)
@@ -133,6 +137,7 @@ def test_a_cancel_sent_to_one_server_stops_training_under_another(pair):
     kept = body["runs"][0]["epochs"]
     assert [e["epoch"] for e in kept] == list(range(1, len(kept) + 1))
     assert body["summary"]["runs"][0]["epochs_trained"] == len(kept)
+    assert get(a, queued)["progress"]["epochs_done"] == 0  # a skipped it: it never trained
 
 
 def test_a_dead_servers_queue_moves_to_a_live_one_and_live_work_is_left_alone(pair):
