@@ -59,6 +59,9 @@ class StackedMLP(nn.Module):
             self.torch_gens.append(g)  # continues into the data order, like a plain script
         self.weights = nn.ParameterList(nn.Parameter(torch.stack(w)) for w in weights)
         self.biases = nn.ParameterList(nn.Parameter(torch.stack(b)[:, None, :]) for b in biases)
+        # the same tensors as plain (weight, bias) pairs: indexing a ParameterList costs ~10 us,
+        # several times per step
+        self.layers = list(zip(self.weights, self.biases))
         self.masks = _MaskSampler(self.sizes, self.layer_rates, self.input_rates, seeds)
         self._eval_bufs = [torch.empty(0), torch.empty(0)]  # see _scratch
 
@@ -89,16 +92,16 @@ class StackedMLP(nn.Module):
     def _forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if mask is not None and self.masks.input_cols:
             x = x * mask[..., self.masks.input_cols]
-        *hidden, last = range(len(self.weights))
-        for i in hidden:
+        *hidden, (w_last, b_last) = self.layers
+        for i, (w, b) in enumerate(hidden):
             # activate in place: baddbmm's backward does not need its output (relu_, tanh_ and
             # sigmoid_ keep their own result for theirs)
-            x = self.act_(_affine(x, self.weights[i], self.biases[i], self._scratch(i, x)))
+            x = self.act_(_affine(x, w, b, self._scratch(i, x, w)))
             if mask is not None and self.masks.layer_cols[i] is not None:
                 x = x * mask[..., self.masks.layer_cols[i]]
-        return _affine(x, self.weights[last], self.biases[last])
+        return _affine(x, w_last, b_last)
 
-    def _scratch(self, i: int, x: torch.Tensor) -> torch.Tensor | None:
+    def _scratch(self, i: int, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor | None:
         """Where hidden layer i writes its output for input x: without autograd, a buffer kept
         between calls (two alternate, as one layer reads the previous one's); with autograd,
         None (a fresh tensor, which the backward pass keeps). Evaluating every epoch in fresh
@@ -106,11 +109,11 @@ class StackedMLP(nn.Module):
         from the OS) than in FLOPs."""
         if torch.is_grad_enabled():
             return None
-        shape = (self.k, x.shape[-2], self.weights[i].shape[-1])
+        shape = (self.k, x.shape[-2], w.shape[-1])
         n = math.prod(shape)
         if self._eval_bufs[i % 2].numel() < n:
             with torch.inference_mode(False):  # a normal tensor, writable under no_grad too
-                self._eval_bufs[i % 2] = torch.empty(n, dtype=self.weights[i].dtype)
+                self._eval_bufs[i % 2] = torch.empty(n, dtype=w.dtype)
         return self._eval_bufs[i % 2][:n].view(shape)
 
     def members(self, index: torch.Tensor) -> StackedMLP:
@@ -122,6 +125,7 @@ class StackedMLP(nn.Module):
         sub.input_rates = [self.input_rates[i] for i in index.tolist()]
         sub.weights = [w.detach().index_select(0, index) for w in self.weights]
         sub.biases = [b.detach().index_select(0, index) for b in self.biases]
+        sub.layers = list(zip(sub.weights, sub.biases))
         sub.masks = _MaskSampler(self.sizes, sub.layer_rates, sub.input_rates, [0] * sub.k)
         sub._eval_bufs = [torch.empty(0), torch.empty(0)]
         sub.eval()
