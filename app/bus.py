@@ -30,6 +30,7 @@ Control = Callable[[dict], None]
 
 EVENTS, CONTROL = "dp_events", "dp_control"  # NOTIFY channels
 MAX_PAYLOAD = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes and more
+CONNECT_TIMEOUT = 5  # seconds: a database that does not answer must not hang a thread
 
 
 class LocalBus:
@@ -95,7 +96,8 @@ class PostgresBus:
             for attempt in (1, 2):  # a dropped connection is reopened once
                 try:
                     if self._sender is None or self._sender.closed:
-                        self._sender = psycopg.connect(self.url, autocommit=True)
+                        self._sender = psycopg.connect(self.url, autocommit=True,
+                                                       connect_timeout=CONNECT_TIMEOUT)
                     self._sender.execute("SELECT pg_notify(%s, %s)", (channel, payload))
                     return
                 except psycopg.OperationalError:
@@ -111,14 +113,18 @@ class PostgresBus:
         delay = 0.5
         while not self._stopping.is_set():
             try:
-                with psycopg.connect(self.url, autocommit=True) as conn:
+                with psycopg.connect(self.url, autocommit=True,
+                                     connect_timeout=CONNECT_TIMEOUT) as conn:
                     conn.execute(f"LISTEN {EVENTS}")
                     conn.execute(f"LISTEN {CONTROL}")
                     self._listening.set()
                     delay = 0.5
                     while not self._stopping.is_set():
                         for note in conn.notifies(timeout=1.0):
-                            self._received(note.channel, note.payload)
+                            try:
+                                self._received(note.channel, note.payload)
+                            except Exception:  # one bad note must not drop the others
+                                log.exception("bus: could not handle a notification")
             except Exception:
                 if self._stopping.is_set():
                     return
@@ -136,8 +142,12 @@ class PostgresBus:
                     log.exception("control message %s failed", message)
             return
         topic = message["t"]
-        if "ref" in message:  # an event too large to travel: read it from the log
-            events = self.store.events_after(topic, message["ref"] - 1, limit=1)
+        if "ref" in message:  # an event too large to travel: read it from its experiment's log
+            exp_id = message.get("exp", topic)
+            events = self.store.events_after(exp_id, message["ref"] - 1, limit=1)
+            if exp_id != topic:  # a room's copy carries the experiment's id, as published
+                events = [Event(e.seq, e.kind, json.dumps({"exp": exp_id, **json.loads(e.data)}))
+                          for e in events]
         else:
             events = [Event(seq, kind, data) for seq, kind, data in message["e"]]
         self.broker.publish_threadsafe(topic, events)
@@ -160,8 +170,9 @@ def _payloads(topic: str, events: Sequence[Event]) -> list[str]:
         if size + item_size > MAX_PAYLOAD:
             flush()
             size = len(json.dumps({"t": topic, "e": []}))
-            if size + item_size > MAX_PAYLOAD:
-                out.append(json.dumps({"t": topic, "ref": e.seq}))
+            if size + item_size > MAX_PAYLOAD:  # (a room's copy names its experiment)
+                exp_id = json.loads(e.data).get("exp", topic)
+                out.append(json.dumps({"t": topic, "ref": e.seq, "exp": exp_id}))
                 continue
         batch.append(item)
         size += item_size

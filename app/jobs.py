@@ -41,7 +41,8 @@ from app.worker import worker_main
 
 log = logging.getLogger(__name__)
 Publish = Callable[[str, Sequence[Event]], None]
-HEARTBEAT_SECONDS = 5.0  # how often a runner says it is alive (at most; see _keep_alive)
+HEARTBEAT_SECONDS = 5.0  # how often a runner says it is alive (at most; see _beat)
+CANCEL_POLL_SECONDS = 2.0  # how often, with a shared database, it reads cancels asked elsewhere
 
 
 def new_runner_id() -> str:
@@ -97,8 +98,10 @@ class LocalExecutor:
         for _ in range(self.workers):
             self._pool.append(self._spawn())
         self.store.heartbeat(self.runner)
+        self._beats = threading.Event()  # set: stop beating
+        threading.Thread(target=self._beat, name="heartbeat", daemon=True).start()
         self._adopt_orphans()
-        self._beat_at = self._adopt_at = time.monotonic()
+        self._adopt_at = self._cancels_at = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
         self._thread.start()
 
@@ -119,15 +122,20 @@ class LocalExecutor:
                                                         "are kept"})
             with contextlib.suppress(OSError):
                 w.conn.send(None)
-        with contextlib.suppress(Exception):  # queued ones stay ours until a restart adopts them
+        # retired: our queue goes to the next server that looks (another replica, or this one
+        # restarted)
+        with contextlib.suppress(Exception):
             self.store.retire(self.runner)
-        for w in self._pool:
-            if w.process is None:
-                continue
-            w.process.join(1.0)
-            if w.process.is_alive():
-                w.process.kill()
-                w.process.join()
+        live = [w.process for w in self._pool if w.process is not None]
+        deadline = time.monotonic() + 1.0
+        for p in live:  # one deadline for all, then the stragglers are killed together
+            p.join(max(0.0, deadline - time.monotonic()))
+        stragglers = [p for p in live if p.is_alive()]
+        for p in stragglers:
+            p.kill()
+        for p in stragglers:
+            p.join(10.0)
+        self._beats.set()
         os.close(self._wake_r)
         os.close(self._wake_w)
 
@@ -199,16 +207,35 @@ class LocalExecutor:
                 with self._lock:
                     self._queue.append(_Job(row.id, row.owner))
 
+    def _beat(self) -> None:
+        """Heartbeats well inside the timeout, on a thread of their own: a dispatcher busy with
+        a slow database must not make this server look dead to the others."""
+        while not self._beats.wait(min(HEARTBEAT_SECONDS, self.runner_timeout / 3)):
+            try:
+                self.store.heartbeat(self.runner)
+            except Exception:
+                log.exception("heartbeat failed")
+
     def _keep_alive(self) -> None:
-        """Heartbeats well inside the timeout; with a shared database, a look for orphans
-        twice per timeout."""
+        """With a shared database, every 2 s: the cancels other servers noted for ours (the bus
+        brings them at once; this is for a lost message). Twice per timeout: take over orphans
+        (shared database), and fail any experiment of ours marked running that no worker
+        trains (a failure halfway through a hand-over)."""
         now = time.monotonic()
-        if now - self._beat_at >= min(HEARTBEAT_SECONDS, self.runner_timeout / 3):
-            self._beat_at = now
-            self.store.heartbeat(self.runner)
-        if self.store.shared and now - self._adopt_at >= self.runner_timeout / 2:
-            self._adopt_at = now
+        if self.store.shared and now - self._cancels_at >= CANCEL_POLL_SECONDS:
+            self._cancels_at = now
+            for exp_id in self.store.cancels_for(self.runner):
+                self.cancel(exp_id)
+        if now - self._adopt_at < self.runner_timeout / 2:
+            return
+        self._adopt_at = now
+        if self.store.shared:
             self._adopt_orphans()
+        training = {w.job for w in self._pool if w.job}
+        for row in self.store.with_status("running"):
+            if row.runner == self.runner and row.id not in training:
+                self._finish(row.id, "failed", {"error": "training stopped unexpectedly; the "
+                                                         "epochs trained before are kept"})
 
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe()
@@ -281,9 +308,16 @@ class LocalExecutor:
             job = self._take_next(w)
             if job is None:
                 return
-            row = self.store.get(job.exp_id)
-            events = self.store.transition(job.exp_id, "running") if row else []
-            if not events:  # gone, or cancelled in the meantime
+            try:  # only if still queued and still ours (a replica may have taken it over)
+                row = self.store.get(job.exp_id)
+                events = self.store.transition(job.exp_id, "running", only_from=("queued",),
+                                               held_by=self.runner) if row else []
+            except Exception:  # the database failed: the job waits for the next step
+                with self._lock:
+                    self._queue.insert(0, job)
+                w.job = w.owner = None
+                raise
+            if not events:  # gone, cancelled or taken over in the meantime
                 w.job = w.owner = None
                 continue
             self.publish(job.exp_id, events)
@@ -326,7 +360,12 @@ class LocalExecutor:
             self._store_epochs(w.job, epochs)
 
     def _store_epochs(self, exp_id: str, epochs: list[tuple[str, dict]]) -> None:
-        self.publish(exp_id, self.store.append(exp_id, epochs))
+        events = self.store.append(exp_id, epochs, held_by=self.runner)
+        if not events:  # no longer ours and running (another server took it over): stop it
+            for w in self._pool:
+                if w.job == exp_id:
+                    w.cancel.value = 1
+        self.publish(exp_id, events)
 
     def _finish(self, exp_id: str, status: str, extra: dict) -> None:
         fields = {}
@@ -340,7 +379,7 @@ class LocalExecutor:
         """A worker died: fail its experiment (epochs stay stored) and start another."""
         w.process.join()
         code = w.process.exitcode
-        log.warning("worker %s died with exit code %s", w.process.pid, code)
+        log.warning("worker %s died with exit code %s", getattr(w.process, "pid", "?"), code)
         self._drain(w)
         if w.job:
             reason = f"the training process died (exit code {code})"

@@ -20,6 +20,7 @@ DP_EXECUTOR=ray.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -56,10 +57,14 @@ def experiment_task(exp_id: str, config_json: str, threads: int):
     stop = threading.Event()
 
     def work() -> None:
-        # as the local workers: training yields the CPU to a web process on the same machine
-        # (Linux sets the priority of the calling thread, so here, on the trainer's thread)
-        os.setpriority(os.PRIO_PROCESS, 0, NICENESS)
-        train_one(exp_id, config_json, messages.put, stop.is_set)
+        try:
+            # as the local workers: training yields the CPU to a web process on the same
+            # machine (Linux sets the priority of the calling thread: the trainer's)
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, 0, NICENESS)
+            train_one(exp_id, config_json, messages.put, stop.is_set)
+        except BaseException as e:  # train_one reports its own errors; this is the rest
+            messages.put(("error", exp_id, f"the training thread ended: {e!r}"))
     trainer = threading.Thread(target=work, daemon=True)
     trainer.start()
     try:
@@ -84,7 +89,13 @@ class _SlotThread(threading.Thread):
         self.exitcode: int | None = None
         self._killed = False
 
+    @property
+    def pid(self) -> int | None:
+        return self.native_id
+
     def kill(self) -> None:
+        """Stop at once: cancel the running task and say nothing more (the executor, which
+        kills slots only when it stops, has already recorded the experiment's end)."""
         self._killed = True
 
     def join(self, timeout: float | None = 10.0) -> None:  # never forever: Ray may be gone
@@ -111,14 +122,25 @@ class _SlotThread(threading.Thread):
             os.close(self._done)
 
     def _follow(self, exp_id: str, config_json: str) -> None:
-        """Forward one task's messages until its end, whatever the end is."""
-        task = None
+        """Forward one task's messages until its end, whatever the end is; an unexpected
+        error ends the experiment (failed) and cancels the task, never the slot."""
+        try:
+            self._forward(exp_id, config_json)
+        except Exception as e:
+            log.exception("Ray slot error")
+            if not self._killed:
+                self.conn.send(("error", exp_id, f"the Ray slot failed: {e!r}"))
+            with contextlib.suppress(Exception):
+                ray.cancel(self._task)
+
+    def _forward(self, exp_id: str, config_json: str) -> None:
+        self._task = task = None
         epochs: list[tuple[int, dict]] = []  # forwarded so far: a cancel summarizes them
         cancelled = False
         while True:
             try:
                 if task is None:
-                    task = experiment_task.options(num_cpus=self.cpus).remote(
+                    task = self._task = experiment_task.options(num_cpus=self.cpus).remote(
                         exp_id, config_json, self.cpus)
                 if not cancelled and (self.cancel.value or self._killed):
                     cancelled = True
@@ -131,17 +153,20 @@ class _SlotThread(threading.Thread):
                 self.conn.send(("error", exp_id, "the Ray task ended without a result"))
                 return
             except TaskCancelledError:
-                summary = _summary(config_json, epochs)
-                self.conn.send(("finished", exp_id, "cancelled", summary))
+                if not self._killed:
+                    self.conn.send(("finished", exp_id, "cancelled", _summary(config_json,
+                                                                              epochs)))
                 return
             except RayError as e:  # the worker, its node or the cluster is gone
-                self.conn.send(("error", exp_id, f"the Ray task was lost ({type(e).__name__}):"
+                if not self._killed:
+                    self.conn.send(("error", exp_id, f"the Ray task was lost ({type(e).__name__}):"
                                                  f" {_first_line(e)}; the epochs trained "
-                                                 "before are kept"))
+                                                     "before are kept"))
                 return
             if msg[0] == "epochs":
                 epochs += msg[2]
-            self.conn.send(msg)
+            if not self._killed:
+                self.conn.send(msg)
             if msg[0] in FINAL:
                 return
 

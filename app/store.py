@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import (
+    Boolean,
     Float,
     ForeignKey,
     Integer,
@@ -76,6 +77,7 @@ class ExperimentRow(Base):
     room: Mapped[str | None] = mapped_column(String(16), index=True)  # workshop room code
     author: Mapped[str | None] = mapped_column(String(40))  # display name in that room
     runner: Mapped[str | None] = mapped_column(String(64), index=True)  # server process on it
+    cancel_requested: Mapped[bool | None] = mapped_column(Boolean)  # asked of another server
 
 
 class RunnerRow(Base):
@@ -223,21 +225,29 @@ class Store:
             self._append(conn, exp_id, [("status", {"status": "queued"})])
         return exp_id
 
-    def append(self, exp_id: str, events: Sequence[tuple[str, dict]], **fields) -> list[Event]:
-        """Append events and update experiment fields in one transaction; returns the events."""
+    def append(self, exp_id: str, events: Sequence[tuple[str, dict]],
+               held_by: str | None = None, **fields) -> list[Event]:
+        """Append events and update experiment fields in one transaction; returns the events
+        ([] if `held_by` is given and no longer holds a running experiment: another server
+        took it over)."""
         with self._write, self.engine.begin() as conn:
-            return self._append(conn, exp_id, events, **fields)
+            only_from = ("running",) if held_by else None
+            return self._append(conn, exp_id, events, only_from, held_by, **fields)
 
     def _append(self, conn: Connection, exp_id: str, events,
-                only_from: Sequence[str] | None = None, **fields) -> list[Event]:
+                only_from: Sequence[str] | None = None, held_by: str | None = None,
+                **fields) -> list[Event]:
         """Two statements whatever the number of events: the experiment's row is updated (which
         locks it until commit, so sequence numbers never collide across servers) and returns
-        the new last number; then the events are inserted together. With `only_from`, an
-        experiment in another status is left alone (returns [])."""
+        the new last number; then the events are inserted together. With `only_from` (a
+        status) or `held_by` (a runner), an experiment that is not so is left alone
+        (returns [])."""
         n = len(events)
         q = update(ExperimentRow).where(ExperimentRow.id == exp_id)
         if only_from is not None:
             q = q.where(ExperimentRow.status.in_(only_from))
+        if held_by is not None:
+            q = q.where(ExperimentRow.runner == held_by)
         last = conn.execute(q.values(
             last_seq=ExperimentRow.last_seq + n,
             epochs_done=ExperimentRow.epochs_done + sum(1 for kind, _ in events if kind == "epoch"),
@@ -253,12 +263,13 @@ class Store:
         return out
 
     def transition(self, exp_id: str, status: str, extra: dict | None = None,
-                   only_from: Sequence[str] = ("queued", "running"), **fields) -> list[Event]:
+                   only_from: Sequence[str] = ("queued", "running"), held_by: str | None = None,
+                   **fields) -> list[Event]:
         """Move to `status` and log it: a `status` event, or the final event if final.
 
         Does nothing (returns []) unless the status is one of `only_from`; by default, if the
         experiment already ended, so a late cancel can never overwrite `done`, and a crash
-        report never overwrites `cancelled`.
+        report never overwrites `cancelled`. With `held_by`, only while that runner holds it.
         """
         if status == "running":
             fields.setdefault("started_at", now())
@@ -267,7 +278,7 @@ class Store:
         kind = status if status in FINAL_STATUSES else "status"
         with self._write, self.engine.begin() as conn:
             return self._append(conn, exp_id, [(kind, {"status": status, **(extra or {})})],
-                                only_from=only_from, status=status, **fields)
+                                only_from, held_by, status=status, **fields)
 
     def delete(self, exp_id: str) -> None:
         """Remove an experiment and its events."""
@@ -406,6 +417,20 @@ class Store:
             done = s.execute(update(ExperimentRow).where(ExperimentRow.id == exp_id, held_by)
                              .values(runner=runner))
             return done.rowcount == 1
+
+    def request_cancel(self, exp_id: str) -> None:
+        """Note that someone asked to stop it (its runner polls for these)."""
+        with self._write, Session(self.engine) as s, s.begin():
+            s.execute(update(ExperimentRow).where(ExperimentRow.id == exp_id)
+                      .values(cancel_requested=True))
+
+    def cancels_for(self, runner: str) -> list[str]:
+        """Experiments of `runner`, still queued or running, that someone asked to stop."""
+        q = select(ExperimentRow.id).where(
+            ExperimentRow.runner == runner, ExperimentRow.cancel_requested.is_(True),
+            ExperimentRow.status.in_(("queued", "running")))
+        with Session(self.engine) as s:
+            return list(s.scalars(q))
 
     def orphans(self, runner: str, stale_after: float) -> list[ExperimentRow]:
         """Queued or running experiments whose runner is gone: none recorded, retired, or

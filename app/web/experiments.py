@@ -52,12 +52,14 @@ def stop(exp_id: str, store: Store, executor: LocalExecutor, bus: Bus) -> bool:
     under the server that holds it. True if asked.
 
     One queued elsewhere is cancelled at once, here (its server then skips it, even if that
-    server is down); one running elsewhere is stopped by its server, told over the bus."""
+    server is down); one running elsewhere is stopped by its server, told over the bus and,
+    should that message be lost, by the request noted in the database, which it polls."""
     if executor.cancel(exp_id):
         return True
     if not bus.shared:
         return False
     executor.publish(exp_id, store.transition(exp_id, "cancelled", {}, only_from=["queued"]))
+    store.request_cancel(exp_id)
     bus.control({"cancel": exp_id})
     return True
 

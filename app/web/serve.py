@@ -3,7 +3,8 @@
 Graceful shutdown (SIGTERM, Ctrl-C): before uvicorn closes connections, training is stopped
 and every running experiment is marked failed ("the server stopped"), with its epochs kept;
 that final event reaches the open streams, so browsers show the end instead of hanging.
-Queued experiments stay queued and run when the server comes back. A second signal exits at
+Queued experiments stay queued and run when the server comes back (with several servers on
+PostgreSQL, on whichever takes them over first). A second signal exits at
 once.
 """
 

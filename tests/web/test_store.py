@@ -32,11 +32,11 @@ def revision(store: Store) -> str:
 
 def test_a_new_database_gets_every_migration(db_url):
     store = Store(db_url)
-    assert revision(store) == "0002"
+    assert revision(store) == "0003"
     tables = set(inspect(store.engine).get_table_names())
     assert {"experiments", "events", "rooms", "members", "runners"} <= tables
     Store(db_url)  # opening it again changes nothing
-    assert revision(store) == "0002"
+    assert revision(store) == "0003"
 
 
 def test_the_migrations_build_exactly_the_schema_the_models_describe(db_url):
@@ -55,7 +55,7 @@ def test_migrations_go_down_and_up_again(db_url):
         command.downgrade(cfg, "0001")
         assert "runner" not in {c["name"] for c in inspect(conn).get_columns("experiments")}
         command.upgrade(cfg, "head")
-    assert revision(store) == "0002"
+    assert revision(store) == "0003"
 
 
 def test_a_database_from_before_migrations_is_upgraded_and_keeps_its_data(tmp_path):
@@ -72,7 +72,7 @@ def test_a_database_from_before_migrations_is_upgraded_and_keeps_its_data(tmp_pa
                           "'done', 'kept', '{}', 1, 3, 3, NULL, NULL, 'me', 0)"))
     engine.dispose()
     store = Store(url)
-    assert revision(store) == "0002"
+    assert revision(store) == "0003"
     row = store.get("old")
     assert row.name == "kept" and row.runner is None and row.room is None
 
@@ -117,6 +117,18 @@ def test_orphans_are_the_work_of_runners_that_are_gone(postgres):
     assert store.get(theirs).runner == "alive"
 
 
+def test_a_cancel_asked_elsewhere_waits_in_the_database_for_its_runner(db_url):
+    store = Store(db_url)
+    running = store.create({}, 1, 1, None, runner="holder")
+    store.transition(running, "running")
+    other = store.create({}, 1, 1, None, runner="someone-else")
+    ended = store.create({}, 1, 1, None, runner="holder")
+    for exp_id in (running, other, ended):
+        store.request_cancel(exp_id)
+    store.transition(ended, "done")
+    assert store.cancels_for("holder") == [running]
+
+
 def test_sqlite_has_one_server_so_everything_not_mine_is_an_orphan(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
     store.heartbeat("before-the-crash")  # still looks fresh: a SIGKILL leaves no retire
@@ -134,7 +146,7 @@ def test_payloads_fit_notify_and_keep_every_event_in_order():
     assert len(payloads) > 1 and all(len(p.encode()) < MAX_PAYLOAD + 100 for p in payloads)
     carried = [item[0] for p in payloads for item in json.loads(p).get("e", [])]
     assert carried == list(range(1, 80))
-    assert json.loads(payloads[-1]) == {"t": "exp", "ref": 80}
+    assert json.loads(payloads[-1]) == {"t": "exp", "ref": 80, "exp": "exp"}
 
 
 class Recorder:
@@ -160,15 +172,19 @@ def test_the_postgres_bus_carries_events_and_control_to_every_process(postgres):
         sent = [Event(1, "epoch", '{"epoch": 1}'), Event(2, "epoch", '{"epoch": 2}')]
         buses[0].publish("some-exp", sent)
         buses[0].publish(exp_id, big)  # too large for NOTIFY: read back from the log
+        # a room's copy of it (tagged with the experiment) is read back and tagged again
+        tagged = [Event(e.seq, e.kind, json.dumps({"exp": exp_id, **json.loads(e.data)}))
+                  for e in big]
+        buses[0].publish("room:ABC", tagged)
         buses[1].control({"cancel": "some-exp"})
 
         def arrived():
-            return all(len(b.got) == 2 for b in brokers) and len(controls) == 2
+            return all(len(b.got) == 3 for b in brokers) and len(controls) == 2
         deadline = time.monotonic() + 10
         while not arrived() and time.monotonic() < deadline:
             time.sleep(0.02)
         for b in brokers:  # the sender hears its own events too
-            assert b.got == [("some-exp", sent), (exp_id, big)]
+            assert b.got == [("some-exp", sent), (exp_id, big), ("room:ABC", tagged)]
         assert controls == [{"cancel": "some-exp"}] * 2
     finally:
         for bus in buses:
