@@ -33,7 +33,7 @@ from ray.exceptions import RayError, TaskCancelledError
 
 from app.jobs import LocalExecutor, _Worker
 from app.ml.config import ExperimentConfig
-from app.ml.runs import plan_runs
+from app.ml.runs import plan_runs, run_dict
 from app.ml.summary import summarize
 
 log = logging.getLogger(__name__)
@@ -174,12 +174,11 @@ class _SlotThread(threading.Thread):
 def _summary(config_json: str, epochs: list[tuple[int, dict]]) -> dict:
     """The summary of what trained before a cancel, as the trainer would have made it."""
     config = ExperimentConfig.model_validate_json(config_json)
-    runs = [{"index": s.index, "dropout": s.dropout, "fold": s.fold, "repeat": s.repeat,
-             "weight_decay": s.weight_decay, "epochs": [], "test": None, "confusion": None}
-            for s in plan_runs(config)]
+    specs = plan_runs(config)
+    per_run: list[list[dict]] = [[] for _ in specs]
     for run, metrics in epochs:
-        runs[run]["epochs"].append({k: v for k, v in metrics.items() if k != "ended_at"})
-    return summarize(runs, config.task)
+        per_run[run].append({k: v for k, v in metrics.items() if k != "ended_at"})
+    return summarize([run_dict(s, per_run[s.index]) for s in specs], config.task)
 
 
 def _first_line(e: Exception) -> str:

@@ -32,6 +32,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "web"))
+from server import pct  # noqa: E402
 from services import PostgresServer, RayCluster  # noqa: E402  (the tests' real services)
 
 SWEEP = {"dataset": {"name": "moons", "n_train": 300}, "model": {"hidden": [128, 128]},
@@ -130,8 +131,7 @@ def write_rate(url: str, writers: int = 4, seconds: float = 3.0) -> float:
 
 
 def summary(ms: list[float]) -> str:
-    ms = sorted(ms)
-    return f"median {statistics.median(ms):5.1f} ms, p95 {ms[int(0.95 * (len(ms) - 1))]:5.1f} ms"
+    return f"median {statistics.median(ms):5.1f} ms, p95 {pct(ms, .95):5.1f} ms"
 
 
 def main() -> None:

@@ -27,6 +27,14 @@ class RunSpec:
     weight_decay: float  # L2 coefficient of this run (a sweep may cross rates with it)
 
 
+def run_dict(spec: RunSpec, epochs: list[dict], test: dict | None = None,
+             confusion: list[list[int]] | None = None) -> dict:
+    """A run as app.ml.summary.summarize takes it: its place in the sweep and its epochs."""
+    return {"index": spec.index, "dropout": spec.dropout, "fold": spec.fold,
+            "repeat": spec.repeat, "weight_decay": spec.weight_decay, "epochs": epochs,
+            "test": test, "confusion": confusion}
+
+
 def plan_runs(config: ExperimentConfig) -> list[RunSpec]:
     """Every run of the experiment, in a stable order: rate, weight decay, repeat, fold."""
     model, sweep = config.model, config.sweep

@@ -23,7 +23,14 @@ from app.ml import datasets, insight, metrics
 from app.ml.config import ExperimentConfig
 from app.ml.model import StackedMLP
 from app.ml.optim import FusedOptimizer
-from app.ml.runs import RunSpec, epoch_fields, fold_indices, plan_runs, snapshot_runs
+from app.ml.runs import (
+    RunSpec,
+    epoch_fields,
+    fold_indices,
+    plan_runs,
+    run_dict,
+    snapshot_runs,
+)
 
 # Called once per epoch of a group of runs trained side by side: [(run index, metrics), ...]
 EpochCallback = Callable[[list[tuple[int, dict]]], None]
@@ -47,10 +54,7 @@ class ExperimentResult:
 
     def run_dicts(self) -> list[dict]:
         """Plain dicts, as app.ml.summary.summarize takes them."""
-        return [{"index": r.spec.index, "dropout": r.spec.dropout, "fold": r.spec.fold,
-                 "repeat": r.spec.repeat, "weight_decay": r.spec.weight_decay,
-                 "epochs": r.epochs, "test": r.test, "confusion": r.confusion}
-                for r in self.runs]
+        return [run_dict(r.spec, r.epochs, r.test, r.confusion) for r in self.runs]
 
 
 class Cancelled(Exception):

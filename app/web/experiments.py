@@ -58,9 +58,12 @@ def stop(exp_id: str, store: Store, executor: LocalExecutor, bus: Bus) -> bool:
         return True
     if not bus.shared:
         return False
-    executor.publish(exp_id, store.transition(exp_id, "cancelled", {}, only_from=["queued"]))
-    store.request_cancel(exp_id)
-    bus.control({"cancel": exp_id})
+    cancelled = store.transition(exp_id, "cancelled", {}, only_from=["queued"])
+    if cancelled:
+        executor.publish(exp_id, cancelled)
+    else:  # running: noted for its server to poll, in case the message below is lost
+        store.request_cancel(exp_id)
+    bus.control({"cancel": exp_id})  # at once (a queued one also leaves its server's queue)
     return True
 
 
