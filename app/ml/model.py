@@ -49,6 +49,7 @@ class StackedMLP(nn.Module):
         self.input_rates = list(input_rates)
         weights: list[list[torch.Tensor]] = [[] for _ in self.sizes[1:]]
         biases: list[list[torch.Tensor]] = [[] for _ in self.sizes[1:]]
+        self.seeds = list(seeds)
         self.torch_gens = []
         for seed in seeds:
             g = torch.Generator().manual_seed(seed)
@@ -72,6 +73,16 @@ class StackedMLP(nn.Module):
         network is deterministic and uses every unit unscaled.
         """
         return self._forward(x, self.masks.sample(x.shape[-2]) if self.training else None)
+
+    def data_order(self, n: int) -> torch.Tensor:
+        """One epoch's order of n training rows for every member, (K, n): a randperm from the
+        member's generator, as a plain script draws it. Members with one seed (the rates of a
+        sweep) have one order, drawn once."""
+        drawn: dict[int, torch.Tensor] = {}
+        for seed, g in zip(self.seeds, self.torch_gens):
+            if seed not in drawn:
+                drawn[seed] = torch.randperm(n, generator=g)
+        return torch.stack([drawn[s] for s in self.seeds])
 
     @torch.no_grad()
     def mc_predict(self, x: torch.Tensor, passes: int, seed: int) -> torch.Tensor:
@@ -180,6 +191,11 @@ class _MaskSampler:
     member with any rate > 0 draws uniforms for all hidden units (plus the inputs if its input
     rate > 0) from its own PCG64 stream, so its stream does not depend on its neighbours.
     Values are 0 (dropped) or 1/(1-p) (kept, rescaled).
+
+    Members whose streams are the same (same seed, same columns drawn: the rates of a sweep
+    share their seed, so that they are compared on the same luck) draw once for all of them:
+    each still thresholds the shared uniforms at its own rates. A 6-rate sweep then costs one
+    draw per step, as a single run does.
     """
 
     def __init__(self, sizes, layer_rates, input_rates, seeds):
@@ -201,26 +217,39 @@ class _MaskSampler:
         self.active = bool(self.n_cols) and bool(p.any())
         self.p = torch.from_numpy(p)
         self.scale = 1.0 / (1.0 - self.p)
-        # which members draw, and how many columns each draws
-        self.draws = [
-            (k, n_hidden + (sizes[0] if input_rates[k] > 0 else 0))
-            for k in range(len(seeds))
-            if any(layer_rates[k]) or input_rates[k] > 0
-        ]
-        self.rngs = [np.random.default_rng(s) for s in seeds]
-        self._buf = np.ones((len(seeds), 0, self.n_cols), np.float32)
+        # one stream per distinct (seed, columns drawn); a member that draws nothing (every
+        # rate 0) reads stream 0, which its rates of 0 keep whatever it holds
+        streams: dict[tuple[int, int], int] = {}
+        stream_of = []
+        for k, seed in enumerate(seeds):
+            if any(layer_rates[k]) or input_rates[k] > 0:
+                cols = n_hidden + (sizes[0] if input_rates[k] > 0 else 0)
+                stream_of.append(streams.setdefault((seed, cols), len(streams)))
+            else:
+                stream_of.append(0)
+        self.draws = [(np.random.default_rng(seed), cols) for seed, cols in streams]
+        self.stream_of = torch.tensor(stream_of)
+        self.own = stream_of == list(range(len(seeds)))  # every member draws its own stream
+        self._buf = np.ones((max(len(self.draws), 1), 0, self.n_cols), np.float32)  # uniforms
+        self._mask = torch.empty(0)  # reused by every step, like _buf
 
     def sample(self, batch: int) -> torch.Tensor | None:
         """(K, batch, n_cols) mask for one training step, or None when no member drops anything."""
         if not self.active:
             return None
         if self._buf.shape[1] < batch:
-            self._buf = np.ones((len(self.rngs), batch, self.n_cols), np.float32)
+            self._buf = np.ones((len(self.draws), batch, self.n_cols), np.float32)
+            self._mask = torch.empty(0 if self.own else len(self.stream_of), batch, self.n_cols)
         buf = self._buf[:, :batch]
-        for k, cols in self.draws:
-            if cols == self.n_cols:  # the member's rows are contiguous: draw straight into them
-                self.rngs[k].random(out=buf[k], dtype=np.float32)
+        for s, (rng, cols) in enumerate(self.draws):
+            if cols == self.n_cols:  # the stream's rows are contiguous: draw straight into them
+                rng.random(out=buf[s], dtype=np.float32)
             else:
-                buf[k, :, :cols] = self.rngs[k].random((batch, cols), dtype=np.float32)
-        # u >= p keeps a unit (probability 1-p); rows of members that drew nothing stay 1.
-        return torch.from_numpy(buf).ge_(self.p).mul_(self.scale)
+                buf[s, :, :cols] = rng.random((batch, cols), dtype=np.float32)
+        # u >= p keeps a unit (probability 1-p); columns a member does not draw have p = 0.
+        # (Into float buffers: a bool result times the scale is several times slower.)
+        u = torch.from_numpy(buf)
+        if self.own:
+            return u.ge_(self.p).mul_(self.scale)
+        u = u.expand(len(self.stream_of), -1, -1) if len(self.draws) == 1 else u[self.stream_of]
+        return torch.ge(u, self.p, out=self._mask[:, :batch]).mul_(self.scale)

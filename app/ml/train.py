@@ -136,6 +136,8 @@ class _Group:
         y_flat = self.train.y[0] if self.train.shared else self.train.y.reshape(-1)
         offsets = torch.zeros(k, 1, dtype=torch.long) if self.train.shared else (
             torch.arange(k)[:, None] * n)
+        # every member reads the same rows at each step: gather them once, for all
+        one_batch = self.train.shared and len(set(model.seeds)) == 1
         fields = epoch_fields(self.task)
         members = [i for i, r in enumerate(self.results) if r.spec.index in snap_runs]
         snapper = insight.Snapshotter(self.task, self.train.x.reshape(-1, n_in), members) \
@@ -145,17 +147,19 @@ class _Group:
             insight.epoch_rows(n, self.val.y.shape[1]))
         for epoch in range(1, cfg.epochs + 1):
             model.train()
-            # one permutation per member from its own generator: (K, n) rows into x_flat
-            perms = [torch.randperm(n, generator=g) for g in model.torch_gens]
-            order = torch.stack(perms) + offsets
+            order = model.data_order(n) + offsets  # (K, n) rows into x_flat
             running = torch.zeros(k)  # sum over examples of the mini-batch loss (dropout on)
             for start in range(0, n, cfg.batch_size):
                 if should_stop():
                     raise Cancelled
                 idx = order[:, start:start + cfg.batch_size]
                 b = idx.shape[1]
-                xb = x_flat.index_select(0, idx.reshape(-1)).view(k, b, -1)
-                yb = y_flat.index_select(0, idx.reshape(-1)).view(k, b)
+                if one_batch:  # x (b, in) is broadcast to every member without a copy
+                    xb = x_flat.index_select(0, idx[0])
+                    yb = y_flat.index_select(0, idx[0]).expand(k, b)
+                else:
+                    xb = x_flat.index_select(0, idx.reshape(-1)).view(k, b, -1)
+                    yb = y_flat.index_select(0, idx.reshape(-1)).view(k, b)
                 loss_k = metrics.member_loss(model(xb), yb, self.task)  # (K,)
                 loss = loss_k.sum()  # members share no weights: each gets its own gradient
                 if cfg.l1:

@@ -189,9 +189,13 @@ def test_masks_have_per_member_and_per_layer_rates():
 
 
 def test_masks_come_from_numpy_default_rng_of_the_seed():
-    """The documented stream: one rng.random((B, cols), float32) per step, kept when u >= p."""
-    hidden, d, seeds = [7, 5], 3, [21, 22, 23]
-    rates, input_rates = [[0.3, 0.6], [0.0, 0.0], [0.5, 0.5]], [0.0, 0.0, 0.25]
+    """The documented stream: one rng.random((B, cols), float32) per step, kept when u >= p.
+
+    Members 3 and 4 share member 0's seed (as a sweep's rates do): 3 draws the same columns,
+    so it shares 0's draws at its own rates; 4 also drops inputs, so its stream is its own."""
+    hidden, d, seeds = [7, 5], 3, [21, 22, 23, 21, 21]
+    rates = [[0.3, 0.6], [0.0, 0.0], [0.5, 0.5], [0.1, 0.2], [0.3, 0.6]]
+    input_rates = [0.0, 0.0, 0.25, 0.0, 0.5]
     model = stacked([d, *hidden, 2], seeds, rates, input_rates)
     rngs = [np.random.default_rng(s) for s in seeds]
     for batch in (4, 6, 2):  # a short last batch must not disturb the stream
