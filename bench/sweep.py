@@ -2,16 +2,18 @@
 
 Baseline: each run of the sweep trained alone through the single-run engine (K=1), in the
 same process, same thread count; and "one run": the same setup trained alone (no sweep, no
-folds), at p=0 (no masks to draw, the cheapest) and at the playground's default p=0.5.
-Reports wall time ratios and peak memory (RSS).
+folds), at p=0 (no masks to draw, the cheapest) and at the playground's default p=0.5, and
+the sweep's runs alone on average (sequential / runs). Reports wall time ratios and peak
+memory (RSS).
 
-    python bench/sweep.py [--threads 1] [--rounds 3]
+    python bench/sweep.py [--threads 1] [--rounds 4]
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import time
 
 import torch
@@ -62,8 +64,6 @@ def bench(name: str, base: dict, sweep: dict, rounds: int) -> None:
     config, singles = single_configs(base, sweep)
     runs = config.n_runs
     train(single(base, 0.5))  # warm up
-    # "one run": the same setup alone, at p=0 (no masks: the cheapest) and at the
-    # playground's default p=0.5
     if sweep.get("folds", 1) > 1:
         # sequential baseline of fold runs: each fold alone, K=1 (max_members=1)
         def sequential() -> None:
@@ -72,28 +72,43 @@ def bench(name: str, base: dict, sweep: dict, rounds: int) -> None:
         def sequential() -> None:
             for c, _ in singles:
                 train(c)
-    # Rounds interleave every measurement, and each keeps its best: this machine's timings
-    # swing by a third from one minute to the next (a shared host), and the minimum is the
-    # least disturbed run of each (as timeit does).
-    best: dict[str, float] = {}
+    # Rounds interleave every measurement. This machine's speed swings by a third from one
+    # minute to the next (a shared host), so the figures are each measurement's best (the least
+    # disturbed run, as timeit does), and each ratio is also given per round, where both sides
+    # ran within seconds of each other.
+    times: dict[str, list[float]] = {"p0": [], "p05": [], "sequential": [], "batched": []}
     for _ in range(rounds):
         for key, fn in (("p0", lambda: train(single(base, 0.0))),
+                        ("batched", lambda: train(config)),
                         ("p05", lambda: train(single(base, 0.5))),
-                        ("sequential", sequential), ("batched", lambda: train(config))):
-            best[key] = min(best.get(key, float("inf")), timed(fn))
-    batched = best["batched"]
+                        ("sequential", sequential)):
+            times[key].append(timed(fn))
+    best = {key: min(values) for key, values in times.items()}
+    best["mean"] = best["sequential"] / runs  # a run of the sweep alone, on average
+
+    def ratio(base_key: str) -> str:
+        per_round = [b / (s / runs if base_key == "mean" else s)
+                     for b, s in zip(times["batched"], times["sequential" if base_key == "mean"
+                                                         else base_key])]
+        return (f"{best['batched'] / best[base_key]:5.2f}x  (per round: median "
+                f"{statistics.median(per_round):.2f}x, {min(per_round):.2f}-{max(per_round):.2f}x)")
+
     print(f"{name}: {runs} runs, best of {rounds} interleaved rounds")
-    print(f"  one run, p=0 / p=0.5  {best['p0']:7.2f} s / {best['p05']:.2f} s")
-    print(f"  sequential, K=1 each  {best['sequential']:7.2f} s")
-    print(f"  batched sweep         {batched:7.2f} s   = {batched / best['p0']:.2f}x / "
-          f"{batched / best['p05']:.2f}x one run, {batched / best['sequential']:.2f}x sequential"
-          f"   (process peak RSS so far {peak_rss_mb():.0f} MB)")
+    print(f"  one run alone: p=0 {best['p0']:.2f} s, p=0.5 {best['p05']:.2f} s, "
+          f"the sweep's runs on average {best['mean']:.2f} s")
+    print(f"  sequential, K=1 each   {best['sequential']:6.2f} s")
+    print(f"  batched sweep          {best['batched']:6.2f} s   "
+          f"(process peak RSS so far {peak_rss_mb():.0f} MB)")
+    print(f"    vs one run at p=0    {ratio('p0')}")
+    print(f"    vs one run at p=0.5  {ratio('p05')}")
+    print(f"    vs the average run   {ratio('mean')}")
+    print(f"    vs sequential        {ratio('sequential')}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=4)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     bench("moons 300, 2x128, 60 epochs, 6 rates (target <= 2x one run)", MOONS,
