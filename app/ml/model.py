@@ -107,9 +107,16 @@ class StackedMLP(nn.Module):
         for i, (w, b) in enumerate(hidden):
             # activate in place: baddbmm's backward does not need its output (relu_, tanh_ and
             # sigmoid_ keep their own result for theirs)
-            x = self.act_(_affine(x, w, b, self._scratch(i, x, w)))
-            if mask is not None and self.masks.layer_cols[i] is not None:
-                x = x * mask[..., self.masks.layer_cols[i]]
+            z = _affine(x, w, b, self._scratch(i, x, w))
+            cols = self.masks.layer_cols[i] if mask is not None else None
+            if cols is None:
+                x = self.act_(z)
+            elif self.act is F.relu:
+                # relu(z) * m == relu(z * m) for masks m >= 0, to the bit: dropping first lets
+                # both run in place on z (mul_'s backward needs only m)
+                x = torch.relu_(z.mul_(mask[..., cols]))
+            else:
+                x = self.act_(z) * mask[..., cols]
         return _affine(x, w_last, b_last)
 
     def _scratch(self, i: int, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor | None:
