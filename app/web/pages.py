@@ -83,8 +83,10 @@ def _sweep_text(config, rates: list[float] | None) -> str:
         return ""
     parts = []
     if rates:
-        how = "grid" if s.grid_step else "random" if s.random_samples else "p"
-        parts.append(f"{how} p ∈ {{{', '.join(f'{r:g}' for r in rates)}}}")
+        how = "grid: " if s.grid_step else "random: " if s.random_samples else ""
+        where = ("the inputs" if s.target == "input" else "every hidden layer"
+                 if s.target == "hidden" else f"hidden layer {s.target.removeprefix('layer')}")
+        parts.append(f"{how}p ∈ {{{', '.join(f'{r:g}' for r in rates)}}} on {where}")
     if s.weight_decay:
         parts.append(f"× L2 ∈ {{{', '.join(f'{w:g}' for w in s.weight_decay)}}}")
     if s.folds > 1:

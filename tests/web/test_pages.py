@@ -15,7 +15,7 @@ from conftest import TINY, cancel_quietly, experiment_count, finished
 from fastapi.testclient import TestClient
 
 from app.ml.config import ExperimentConfig
-from app.web import forms
+from app.web import forms, pages
 from app.web.forms import FIELD_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -263,6 +263,20 @@ def test_experiment_page_shows_config_exports_and_a_fork_link(client, shared):
     # the fork opens a playground showing that setup
     values = Scraper(client.get(fork["href"]).text).values
     assert values["model.dropout"] == "0.1,0.2" and values["name"] == "fork & share"
+
+
+@pytest.mark.parametrize(("sweep", "text"), [
+    ({"dropout": [0, 0.25, 0.5], "folds": 3},
+     "p ∈ {0, 0.25, 0.5} on every hidden layer, 3-fold cross-validation"),
+    ({"low": 0.1, "high": 0.3, "grid_step": 0.1, "target": "input", "repeats": 2},
+     "grid: p ∈ {0.1, 0.2, 0.3} on the inputs, 2 seeds"),
+    ({"dropout": [0.2, 0.4], "target": "layer2", "weight_decay": [0, 0.01]},
+     "p ∈ {0.2, 0.4} on hidden layer 2, × L2 ∈ {0, 0.01}"),
+])
+def test_the_setup_says_what_a_sweep_varies(sweep, text):
+    config = ExperimentConfig.model_validate({"model": {"hidden": [8, 8]}, "sweep": sweep})
+    rates = config.sweep.rates(config.train.seed)
+    assert pages._sweep_text(config, rates) == text
 
 
 def test_json_twin_equals_the_api(client, shared):
