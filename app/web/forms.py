@@ -46,6 +46,15 @@ LABELS = {  # shorter labels than the field names where it reads better
 }
 
 
+def option_text(key: str, option: str) -> str:
+    """What a select shows for an option (the value stays the config's)."""
+    if key == "sweep.target":
+        if option.startswith("layer"):
+            return f"hidden layer {option.removeprefix('layer')}"
+        return {"hidden": "every hidden layer", "input": "the inputs"}.get(option, option)
+    return option
+
+
 SWEEP_SOURCES = ("dropout", "grid_step", "random_samples", "weight_decay")
 
 
@@ -58,6 +67,7 @@ class FormField:
     default: str
     value: str = ""
     options: list[str] = field(default_factory=list)
+    option_texts: list[str] = field(default_factory=list)  # what the select shows for each
     min: str | None = None
     max: str | None = None
     step: str | None = None
@@ -126,6 +136,7 @@ def _field(prefix: str, name: str, info: FieldInfo) -> FormField:
                   to_text(default))
     if typing.get_origin(ann) is Literal:
         f.kind, f.options = "select", [str(o) for o in typing.get_args(ann)]
+        f.option_texts = [option_text(key, o) for o in f.options]
     elif not _is_list(ann) and _scalar(ann) in (int, float):
         f.kind = "number"
         lo, hi = _bound(info, "ge", "gt"), _bound(info, "le", "lt")

@@ -113,6 +113,16 @@ def test_playground_has_a_documented_control_for_every_config_field(client):
     assert not page.errors and not page.form_errors
 
 
+def test_sweep_target_options_say_where_the_rate_goes(client):
+    html = client.get("/?sweep.target=layer2").text
+    options = dict(re.findall(r'<option value="([^"]+)"[^>]*>([^<]+)</option>', html))
+    assert options["hidden"] == "every hidden layer"
+    assert options["input"] == "the inputs"
+    assert options["layer2"] == "hidden layer 2"
+    assert options["moons"] == "moons"  # other selects show their values
+    assert Scraper(html).selected["sweep.target"] == ["layer2"]
+
+
 def test_query_parameters_prefill_the_controls(client):
     res = client.get("/?model.dropout=0.3&dataset.name=circles&model.hidden=128,32")
     assert res.status_code == 200
