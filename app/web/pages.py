@@ -84,8 +84,7 @@ def _sweep_text(config, rates: list[float] | None) -> str:
     parts = []
     if rates:
         how = "grid: " if s.grid_step else "random: " if s.random_samples else ""
-        where = ("the inputs" if s.target == "input" else "every hidden layer"
-                 if s.target == "hidden" else f"hidden layer {s.target.removeprefix('layer')}")
+        where = forms.option_text("sweep.target", s.target)
         parts.append(f"{how}p ∈ {{{', '.join(f'{r:g}' for r in rates)}}} on {where}")
     if s.weight_decay:
         parts.append(f"× L2 ∈ {{{', '.join(f'{w:g}' for w in s.weight_decay)}}}")
