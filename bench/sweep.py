@@ -83,13 +83,11 @@ def bench(name: str, base: dict, sweep: dict, rounds: int) -> None:
                         ("p05", lambda: train(single(base, 0.5))),
                         ("sequential", sequential)):
             times[key].append(timed(fn))
+    times["mean"] = [s / runs for s in times["sequential"]]  # a run of the sweep alone, on average
     best = {key: min(values) for key, values in times.items()}
-    best["mean"] = best["sequential"] / runs  # a run of the sweep alone, on average
 
     def ratio(base_key: str) -> str:
-        per_round = [b / (s / runs if base_key == "mean" else s)
-                     for b, s in zip(times["batched"], times["sequential" if base_key == "mean"
-                                                         else base_key])]
+        per_round = [b / s for b, s in zip(times["batched"], times[base_key])]
         return (f"{best['batched'] / best[base_key]:5.2f}x  (per round: median "
                 f"{statistics.median(per_round):.2f}x, {min(per_round):.2f}-{max(per_round):.2f}x)")
 
