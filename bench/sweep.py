@@ -6,6 +6,11 @@ folds), at p=0 (no masks to draw, the cheapest) and at the playground's default 
 the sweep's runs alone on average (sequential / runs). Reports wall time ratios and peak
 memory (RSS).
 
+It also times the sweep's kernel floor: its matrix products and fused Adam steps alone, on
+tensors of the sweep's shapes, with no autograd, masks, activations, loss or metrics. What the
+sweep takes beyond it is all the rest of the work, which is where any further speed-up has to
+come from.
+
     python bench/sweep.py [--threads 1] [--rounds 4]
 """
 
@@ -18,6 +23,7 @@ import time
 
 import torch
 
+from app.ml import datasets
 from app.ml.config import ExperimentConfig
 from app.ml.runs import plan_runs
 from app.ml.train import train
@@ -60,6 +66,49 @@ def single(base: dict, rate: float) -> ExperimentConfig:
     return ExperimentConfig.model_validate({**base, "model": {**base["model"], "dropout": rate}})
 
 
+def kernel_floor(config: ExperimentConfig) -> None:
+    """The sweep's products and optimizer steps alone, K members at once: every step the
+    forward product of each layer, its weight gradient and (past the first layer) its input
+    gradient, then one fused Adam step; every epoch the eval-mode forward products over the
+    training and validation rows."""
+    d, folds = config.dataset, config.sweep.folds
+    data = datasets.load(d.name, d.n_train, d.noise, d.seed, d.label_noise, d.extra_features)
+    n_train, n_val = len(data.train.y), len(data.val.y)
+    if folds > 1:  # a fold run trains on the other folds and validates on its own
+        n_train, n_val = n_train - n_train // folds, n_train // folds
+    k, batch = config.n_runs, config.train.batch_size
+    sizes = [data.n_features, *config.model.hidden, data.n_outputs]
+    weights = [torch.randn(k, a, b) * 0.05 for a, b in zip(sizes, sizes[1:])]
+    params = weights + [torch.zeros(k, 1, b) for b in sizes[1:]]
+    grads = [torch.randn_like(p) * 1e-3 for p in params]
+    exp_avg = [torch.zeros_like(p) for p in params]
+    exp_avg_sq = [torch.zeros_like(p) for p in params]
+    steps = torch.zeros(())
+
+    inputs: dict[int, list[torch.Tensor]] = {}  # rows -> each layer's input, and the output
+
+    def products(rows: int, backward: bool) -> None:
+        if rows not in inputs:
+            inputs[rows] = [torch.randn(k, rows, n) for n in sizes]
+        x = inputs[rows]
+        for i, (w, b) in enumerate(zip(weights, params[len(weights):])):
+            torch.baddbmm(b, x[i], w)
+            if backward:
+                torch.bmm(x[i].transpose(1, 2), x[i + 1])
+                if i:
+                    torch.bmm(x[i + 1], w.transpose(1, 2))
+
+    for _ in range(config.train.epochs):
+        for start in range(0, n_train, batch):
+            products(min(batch, n_train - start), backward=True)
+            steps += 1
+            torch._fused_adam_(params, grads, exp_avg, exp_avg_sq, [], [steps] * len(params),
+                               lr=1e-3, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8,
+                               amsgrad=False, maximize=False)
+        products(n_train, backward=False)
+        products(n_val, backward=False)
+
+
 def bench(name: str, base: dict, sweep: dict, rounds: int) -> None:
     config, singles = single_configs(base, sweep)
     runs = config.n_runs
@@ -76,19 +125,21 @@ def bench(name: str, base: dict, sweep: dict, rounds: int) -> None:
     # minute to the next (a shared host), so the figures are each measurement's best (the least
     # disturbed run, as timeit does), and each ratio is also given per round, where both sides
     # ran within seconds of each other.
-    times: dict[str, list[float]] = {"p0": [], "p05": [], "sequential": [], "batched": []}
+    times: dict[str, list[float]] = {"p0": [], "p05": [], "sequential": [], "batched": [],
+                                     "floor": []}
     for _ in range(rounds):
         for key, fn in (("p0", lambda: train(single(base, 0.0))),
                         ("batched", lambda: train(config)),
                         ("p05", lambda: train(single(base, 0.5))),
-                        ("sequential", sequential)):
+                        ("sequential", sequential),
+                        ("floor", lambda: kernel_floor(config))):
             times[key].append(timed(fn))
     times["mean"] = [s / runs for s in times["sequential"]]  # a run of the sweep alone, on average
     best = {key: min(values) for key, values in times.items()}
 
-    def ratio(base_key: str) -> str:
-        per_round = [b / s for b, s in zip(times["batched"], times[base_key])]
-        return (f"{best['batched'] / best[base_key]:5.2f}x  (per round: median "
+    def ratio(base_key: str, key: str = "batched") -> str:
+        per_round = [b / s for b, s in zip(times[key], times[base_key])]
+        return (f"{best[key] / best[base_key]:5.2f}x  (per round: median "
                 f"{statistics.median(per_round):.2f}x, {min(per_round):.2f}-{max(per_round):.2f}x)")
 
     print(f"{name}: {runs} runs, best of {rounds} interleaved rounds")
@@ -101,6 +152,9 @@ def bench(name: str, base: dict, sweep: dict, rounds: int) -> None:
     print(f"    vs one run at p=0.5  {ratio('p05')}")
     print(f"    vs the average run   {ratio('mean')}")
     print(f"    vs sequential        {ratio('sequential')}")
+    print(f"  kernel floor           {best['floor']:6.2f} s   (products + Adam alone)")
+    print(f"    vs one run at p=0.5  {ratio('p05', 'floor')}")
+    print(f"    vs sequential        {ratio('sequential', 'floor')}")
 
 
 def main() -> None:
