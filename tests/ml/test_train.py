@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from app.ml import datasets
+from app.ml.config import ExperimentConfig
 from app.ml.runs import fold_indices
 from app.ml.train import epoch_fields, train
 
@@ -329,3 +330,19 @@ def test_dropout_reduces_overfitting_on_small_noisy_data():
     assert train_loss[0.0] < 0.05 < val[0.0]  # without dropout it memorized the training set
     assert val[0.5] < 0.6 * val[0.0]
     assert all(e["val_loss"] < min(f["val_loss"] for f in final[0.0]) for e in final[0.5])
+
+
+def test_the_thread_count_does_not_change_the_numbers():
+    """Servers give each worker cores // workers threads (or DP_THREADS_PER_WORKER), the CLI
+    one: an experiment forked or re-run on another machine must give the same numbers. Layers
+    big enough that products and sums do use both threads."""
+    config = ExperimentConfig.model_validate({
+        "dataset": {"name": "digits", "n_train": 500}, "model": {"hidden": [256, 256]},
+        "train": {"epochs": 2, "batch_size": 64}, "sweep": {"dropout": [0.0, 0.5], "folds": 2}})
+    one_thread = train(config).run_dicts()
+    torch.set_num_threads(2)
+    try:
+        two_threads = train(config).run_dicts()
+    finally:
+        torch.set_num_threads(1)
+    assert two_threads == one_thread
