@@ -20,13 +20,14 @@ import argparse
 import resource
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
 from app.ml import datasets
 from app.ml.config import ExperimentConfig
 from app.ml.runs import plan_runs
-from app.ml.train import train
+from app.ml.train import CACHE_FLOATS, CACHE_WEIGHTS, EVAL_FLOATS, train
 
 RATES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
 MOONS = {"dataset": {"name": "moons", "n_train": 300}, "model": {"hidden": [128, 128]},
@@ -66,11 +67,11 @@ def single(base: dict, rate: float) -> ExperimentConfig:
     return ExperimentConfig.model_validate({**base, "model": {**base["model"], "dropout": rate}})
 
 
-def kernel_floor(config: ExperimentConfig) -> None:
-    """The sweep's products and optimizer steps alone, K members at once: every step the
-    forward product of each layer, its weight gradient and (past the first layer) its input
-    gradient, then one fused Adam step; every epoch the eval-mode forward products over the
-    training and validation rows."""
+def kernel_floor(config: ExperimentConfig) -> Callable[[], None]:
+    """The sweep's products and optimizer steps alone, K members at once, ready to time: every
+    step the forward product of each layer, its weight gradient and (past the first layer) its
+    input gradient, then one fused Adam step; every epoch the eval-mode forward products over
+    the training and validation rows, in the engine's row chunks."""
     d, folds = config.dataset, config.sweep.folds
     data = datasets.load(d.name, d.n_train, d.noise, d.seed, d.label_noise, d.extra_features)
     n_train, n_val = len(data.train.y), len(data.val.y)
@@ -84,12 +85,12 @@ def kernel_floor(config: ExperimentConfig) -> None:
     exp_avg = [torch.zeros_like(p) for p in params]
     exp_avg_sq = [torch.zeros_like(p) for p in params]
     steps = torch.zeros(())
-
-    inputs: dict[int, list[torch.Tensor]] = {}  # rows -> each layer's input, and the output
+    largest = k * max(a * b for a, b in zip(sizes, sizes[1:]))  # as app.ml.train._forward_all
+    chunk = max(1, (CACHE_FLOATS if largest <= CACHE_WEIGHTS else EVAL_FLOATS) // (k * max(sizes)))
+    inputs = {rows: [torch.randn(k, rows, n) for n in sizes]  # each layer's input, and output
+              for rows in {batch, n_train % batch, chunk, n_train % chunk, n_val % chunk} if rows}
 
     def products(rows: int, backward: bool) -> None:
-        if rows not in inputs:
-            inputs[rows] = [torch.randn(k, rows, n) for n in sizes]
         x = inputs[rows]
         for i, (w, b) in enumerate(zip(weights, params[len(weights):])):
             torch.baddbmm(b, x[i], w)
@@ -98,21 +99,26 @@ def kernel_floor(config: ExperimentConfig) -> None:
                 if i:
                     torch.bmm(x[i + 1], w.transpose(1, 2))
 
-    for _ in range(config.train.epochs):
-        for start in range(0, n_train, batch):
-            products(min(batch, n_train - start), backward=True)
-            steps += 1
-            torch._fused_adam_(params, grads, exp_avg, exp_avg_sq, [], [steps] * len(params),
-                               lr=1e-3, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8,
-                               amsgrad=False, maximize=False)
-        products(n_train, backward=False)
-        products(n_val, backward=False)
+    def run() -> None:
+        for _ in range(config.train.epochs):
+            for start in range(0, n_train, batch):
+                products(min(batch, n_train - start), backward=True)
+                steps.add_(1)
+                torch._fused_adam_(params, grads, exp_avg, exp_avg_sq, [],
+                                   [steps] * len(params), lr=1e-3, beta1=0.9, beta2=0.999,
+                                   weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
+            for n in (n_train, n_val):
+                for start in range(0, n, chunk):
+                    products(min(chunk, n - start), backward=False)
+
+    return run
 
 
 def bench(name: str, base: dict, sweep: dict, rounds: int) -> None:
     config, singles = single_configs(base, sweep)
     runs = config.n_runs
     train(single(base, 0.5))  # warm up
+    floor = kernel_floor(config)
     if sweep.get("folds", 1) > 1:
         # sequential baseline of fold runs: each fold alone, K=1 (max_members=1)
         def sequential() -> None:
@@ -132,7 +138,7 @@ def bench(name: str, base: dict, sweep: dict, rounds: int) -> None:
                         ("batched", lambda: train(config)),
                         ("p05", lambda: train(single(base, 0.5))),
                         ("sequential", sequential),
-                        ("floor", lambda: kernel_floor(config))):
+                        ("floor", floor)):
             times[key].append(timed(fn))
     times["mean"] = [s / runs for s in times["sequential"]]  # a run of the sweep alone, on average
     best = {key: min(values) for key, values in times.items()}
