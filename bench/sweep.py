@@ -27,7 +27,7 @@ import torch
 from app.ml import datasets
 from app.ml.config import ExperimentConfig
 from app.ml.runs import plan_runs
-from app.ml.train import CACHE_FLOATS, CACHE_WEIGHTS, EVAL_FLOATS, train
+from app.ml.train import eval_rows, train
 
 RATES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
 MOONS = {"dataset": {"name": "moons", "n_train": 300}, "model": {"hidden": [128, 128]},
@@ -85,8 +85,7 @@ def kernel_floor(config: ExperimentConfig) -> Callable[[], None]:
     exp_avg = [torch.zeros_like(p) for p in params]
     exp_avg_sq = [torch.zeros_like(p) for p in params]
     steps = torch.zeros(())
-    largest = k * max(a * b for a, b in zip(sizes, sizes[1:]))  # as app.ml.train._forward_all
-    chunk = max(1, (CACHE_FLOATS if largest <= CACHE_WEIGHTS else EVAL_FLOATS) // (k * max(sizes)))
+    chunk = eval_rows(k, sizes)
     inputs = {rows: [torch.randn(k, rows, n) for n in sizes]  # each layer's input, and output
               for rows in {batch, n_train % batch, chunk, n_train % chunk, n_val % chunk} if rows}
 

@@ -207,13 +207,18 @@ class _Group:
         return [[_tidy(v) for v in row] for row in torch.stack(cols, 1).tolist()]
 
 
+def eval_rows(k: int, sizes: list[int]) -> int:
+    """Rows per evaluation chunk for k members of layer sizes [in, hidden..., out] (see
+    EVAL_FLOATS)."""
+    weights = k * max(a * b for a, b in zip(sizes, sizes[1:]))
+    return max(1, (CACHE_FLOATS if weights <= CACHE_WEIGHTS else EVAL_FLOATS) // (k * max(sizes)))
+
+
 def _forward_all(model: StackedMLP, data: _Data) -> torch.Tensor:
-    """Eval-mode outputs (K, n, out) over a whole split, in row chunks (see EVAL_FLOATS)."""
+    """Eval-mode outputs (K, n, out) over a whole split, in row chunks (see eval_rows)."""
     model.eval()
     k, n = data.y.shape
-    weights = k * max(a * b for a, b in zip(model.sizes, model.sizes[1:]))
-    rows = max(1, (CACHE_FLOATS if weights <= CACHE_WEIGHTS else EVAL_FLOATS)
-               // (k * max(model.sizes)))
+    rows = eval_rows(k, model.sizes)
     with torch.no_grad():
         return torch.cat([model(data.x[..., i:i + rows, :]) for i in range(0, n, rows)], 1)
 
