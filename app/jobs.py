@@ -1,20 +1,27 @@
-"""The executor: a bounded queue of experiments and a pool of warm worker processes.
+"""The dispatcher: a bounded queue of experiments in front of a pool of slots that train them.
+
+`PoolExecutor` is the executor (app.executor.Executor) both deployments run; what trains an
+experiment sits behind `Slot`: a warm worker process here (app.worker.ProcessSlot, for
+`LocalExecutor`), or a thread following Ray tasks (app.ray_executor, for `RayExecutor`). So the
+queue, the fair order, the per-client limits, the time limit, the store/publish path and the
+orphan and heartbeat bookkeeping are this one piece of code for both.
 
 Training never runs in the server's event loop or its threads (torch holds the GIL for its
 Python-level work, so a training thread would make every page slow). One dispatcher thread owns
-the pool; it is the only place that talks to workers, so none of the state below needs a lock
-except the queue shared with request handlers.
+the pool; it is the only place that talks to slots, so none of the state below needs a lock
+except the queue and the seats' job fields, shared with request handlers.
 
-The dispatcher waits on every worker's pipe, every worker's process sentinel and a wake-up pipe
-at once (`multiprocessing.connection.wait`), and:
-- assigns queued experiments to idle workers (first in, first out), marking them running;
-- writes each batch of epochs a worker sends in one transaction, then publishes the stored
-  events to live streams (through `publish`, which must be thread-safe);
-- on a finished/error message, records the final status and frees the worker;
-- when a worker process dies (crash, OOM kill), marks its experiment failed with the exit code,
-  keeps the epochs already stored, and starts a fresh worker.
-Cancel of a queued experiment removes it from the queue; of a running one sets the worker's
-shared cancel byte, which the trainer polls between steps.
+The dispatcher waits on every slot's connection, every slot's sentinel and a wake-up pipe at
+once (`multiprocessing.connection.wait`), and:
+- assigns queued experiments to idle slots (fair order, below), marking them running;
+- writes each batch of epochs a slot sends in one transaction, then publishes the stored events
+  to live streams (through `publish`, which must be thread-safe);
+- on a finished/error message, records the final status and frees the slot;
+- when a slot dies (a worker crash, an OOM kill), marks its experiment failed with the exit
+  code, keeps the epochs already stored, and starts a fresh slot (with a growing delay when it
+  dies while starting, so a broken install is no crash loop).
+Cancel of a queued experiment removes it from the queue; of a running one marks its seat, and
+the dispatcher tells the slot, whose trainer stops between steps.
 
 Each executor is a *runner* (app.store): it holds the experiments it queued, says it is alive
 every few seconds, and takes over only orphans, the experiments of runners that stopped or went
@@ -26,32 +33,69 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import multiprocessing as mp
 import os
 import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from typing import Protocol
 
-from app.store import Event, Store
-from app.worker import worker_main
+from app.executor import Publish, QueueFull
+from app.store import Store
+from app.worker import ProcessSlots, worker_main
 
 log = logging.getLogger(__name__)
-Publish = Callable[[str, Sequence[Event]], None]
 HEARTBEAT_SECONDS = 5.0  # how often a runner says it is alive (at most; see _beat)
 CANCEL_POLL_SECONDS = 2.0  # how often, with a shared database, it reads cancels asked elsewhere
+STOP_GRACE_SECONDS = 1.0  # stop(): how long slots get to end before they are killed
+
+
+class Slot(Protocol):
+    """What trains experiments for the dispatcher, one at a time. Only the dispatcher's thread
+    calls it. It speaks app.worker's protocol on `conn`: ("ready",) once, then per job
+    "epochs"/"snapshots" batches and one "finished" or "error"."""
+
+    conn: Connection  # its messages; the dispatcher waits on it (set by start())
+    sentinel: int  # a handle wait() sees ready once the slot has ended (set by start())
+
+    def start(self) -> None:
+        """Begin warming up (in the background: it says "ready" when done)."""
+
+    def train(self, exp_id: str, config_json: str) -> None:
+        """Train one experiment (the slot is ready and idle); clears an earlier cancel."""
+
+    def cancel(self) -> None:
+        """Ask the experiment it trains to stop at its next step (idempotent)."""
+
+    def stop(self) -> None:
+        """Ask it to end once idle."""
+
+    def join(self, timeout: float | None = None) -> int | None:
+        """Wait up to `timeout` s for its end: its exit code, or None while it still runs."""
+
+    def kill(self) -> None:
+        """End it now, saying nothing more (used only when the executor stops)."""
+
+
+class Slots(Protocol):
+    """Where a pool's slots come from: opened once at start, closed at stop."""
+
+    def open(self) -> int:
+        """Get ready (connect to a cluster, ...); returns how many slots to run at once."""
+
+    def new(self) -> Slot:
+        """A slot, not yet started."""
+
+    def close(self) -> None:
+        """After every slot has ended."""
 
 
 def new_runner_id() -> str:
     """Unique per server process, and readable in the database: host, pid, a random tag."""
     return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-class QueueFull(Exception):
-    """Over a queue limit (in total or for one client): the API answers 429 with this text."""
 
 
 @dataclass
@@ -61,42 +105,44 @@ class _Job:
 
 
 @dataclass
-class _Worker:
-    process: mp.process.BaseProcess
-    conn: Connection
-    cancel: object  # multiprocessing.Value('b'): 1 asks the running experiment to stop
+class _Seat:
+    """A place in the pool: its slot, and the job on it (job/owner/cancelled: under the lock)."""
+
+    slot: Slot | None  # None: a slot that died while starting, waiting for restart_at
     job: str | None = None
     owner: str | None = None
     ready: bool = False
+    cancelled: bool = False  # asked to stop; the dispatcher tells the slot (_send_cancels)
     started: float = 0.0  # time.monotonic() when the job started
     timed_out: bool = False
-    restart_at: float = 0.0  # a dead slot waiting to be respawned (process is None)
+    restart_at: float = 0.0
 
 
 @dataclass
-class LocalExecutor:
+class PoolExecutor:
+    """The dispatcher over slots from `slots` (see module docstring): an app.executor.Executor."""
+
     store: Store
     publish: Publish
-    workers: int
-    threads: int
+    slots: Slots
     max_queued: int
     max_per_client: int = 1_000_000  # queued + running experiments of one client
     max_run_seconds: float = float("inf")  # wall time of one experiment
-    target: Callable = worker_main  # what a worker process runs (tests swap it)
     runner_timeout: float = 30.0  # a runner silent this long is taken for dead
     runner: str = field(default_factory=new_runner_id)
-    _pool: list[_Worker] = field(default_factory=list)
-    _queue: list[_Job] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _stopping: bool = False
-    _failed_starts: int = 0  # workers that died before they were ready, in a row
-    failed_starts_total: int = 0
+    workers: int = 0  # slots at once (start() asks `slots`)
+    failed_starts_total: int = 0  # slots that died before they were ready
+    _pool: list[_Seat] = field(default_factory=list, init=False, repr=False)
+    _queue: list[_Job] = field(default_factory=list, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _stopping: bool = field(default=False, init=False)
+    _failed_starts: int = field(default=0, init=False)  # in a row
 
     def start(self) -> None:
-        self._ctx = mp.get_context("spawn")  # never fork a process that may hold threads/locks
+        self.workers = self.slots.open()
         self._wake_r, self._wake_w = os.pipe()
         for _ in range(self.workers):
-            self._pool.append(self._spawn())
+            self._pool.append(self._new_seat())
         self.store.heartbeat(self.runner)
         self._beats = threading.Event()  # set: stop beating
         threading.Thread(target=self._beat, name="heartbeat", daemon=True).start()
@@ -106,35 +152,33 @@ class LocalExecutor:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop workers; experiments still running are marked failed (their epochs are kept).
-        Safe to call twice (graceful shutdown calls it before the lifespan does)."""
+        """Stop the slots; experiments still running are marked failed (their epochs are
+        kept). Safe to call twice (graceful shutdown calls it before the lifespan does)."""
         if self._stopping:
             return
         self._stopping = True
         self._wake()
-        self._thread.join(timeout)
+        self._thread.join(timeout)  # from here on, this thread alone touches the slots
+        live = [w.slot for w in self._pool if w.slot is not None]
         for w in self._pool:
-            if w.process is None:
-                continue
-            if w.job:
+            if w.slot is not None and w.job:
                 self._finish(w.job, "failed", {"error": "the server was stopped during "
                                                         "training; the epochs trained before "
                                                         "are kept"})
-            with contextlib.suppress(OSError):
-                w.conn.send(None)
+        for slot in live:
+            slot.stop()
         # retired: our queue goes to the next server that looks (another replica, or this one
         # restarted)
         with contextlib.suppress(Exception):
             self.store.retire(self.runner)
-        live = [w.process for w in self._pool if w.process is not None]
-        deadline = time.monotonic() + 1.0
-        for p in live:  # one deadline for all, then the stragglers are killed together
-            p.join(max(0.0, deadline - time.monotonic()))
-        stragglers = [p for p in live if p.is_alive()]
-        for p in stragglers:
-            p.kill()
-        for p in stragglers:
-            p.join(10.0)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        # one deadline for all, then the stragglers are killed together
+        stragglers = [s for s in live if s.join(max(0.0, deadline - time.monotonic())) is None]
+        for slot in stragglers:
+            slot.kill()
+        for slot in stragglers:
+            slot.join(10.0)
+        self.slots.close()
         self._beats.set()
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -165,7 +209,7 @@ class LocalExecutor:
         self._wake()
 
     def ready_workers(self) -> int:
-        """Workers that finished importing torch and warming up."""
+        """Slots that finished warming up (a worker process: importing torch)."""
         return sum(1 for w in self._pool if w.ready)
 
     def queue_length(self) -> int:
@@ -178,17 +222,20 @@ class LocalExecutor:
         return ids.index(exp_id) + 1 if exp_id in ids else None
 
     def cancel(self, exp_id: str) -> bool:
-        """Ask an experiment to stop; True if it was queued or running here."""
+        """Ask an experiment to stop; True if it was queued or running here. A running one is
+        only marked here: the dispatcher, woken at once, tells its slot."""
         with self._lock:
             job = next((j for j in self._queue if j.exp_id == exp_id), None)
             if job is not None:
                 self._queue.remove(job)
-            worker = next((w for w in self._pool if w.job == exp_id), None)
-            if worker is not None:
-                worker.cancel.value = 1
+            seat = next((w for w in self._pool if w.job == exp_id), None)
+            if seat is not None:
+                seat.cancelled = True
         if job is not None:
             self._finish(exp_id, "cancelled", {})
-        return job is not None or worker is not None
+        if seat is not None:
+            self._wake()
+        return job is not None or seat is not None
 
     # -- the dispatcher thread ----------------------------------------------------------------
 
@@ -219,7 +266,7 @@ class LocalExecutor:
     def _keep_alive(self) -> None:
         """With a shared database, every 2 s: the cancels other servers noted for ours (the bus
         brings them at once; this is for a lost message). Twice per timeout: take over orphans
-        (shared database), and fail any experiment of ours marked running that no worker
+        (shared database), and fail any experiment of ours marked running that no slot
         trains (a failure halfway through a hand-over)."""
         now = time.monotonic()
         if self.store.shared and now - self._cancels_at >= CANCEL_POLL_SECONDS:
@@ -237,14 +284,10 @@ class LocalExecutor:
                 self._finish(row.id, "failed", {"error": "training stopped unexpectedly; the "
                                                          "epochs trained before are kept"})
 
-    def _spawn(self) -> _Worker:
-        parent, child = self._ctx.Pipe()
-        cancel = self._ctx.Value("b", 0, lock=False)
-        proc = self._ctx.Process(target=self.target, args=(child, cancel, self.threads),
-                                 name="dp-worker", daemon=True)
-        proc.start()
-        child.close()
-        return _Worker(proc, parent, cancel)
+    def _new_seat(self) -> _Seat:
+        slot = self.slots.new()
+        slot.start()
+        return _Seat(slot)
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):
@@ -263,9 +306,10 @@ class LocalExecutor:
         self._respawn_due()
         self._assign()
         self._enforce_time_limit()
-        live = [w for w in self._pool if w.process is not None]
-        conns = {w.conn: w for w in live}
-        sentinels = {w.process.sentinel: w for w in live}
+        self._send_cancels()
+        live = [w for w in self._pool if w.slot is not None]
+        conns = {w.slot.conn: w for w in live}
+        sentinels = {w.slot.sentinel: w for w in live}
         for ready in wait([*conns, *sentinels, self._wake_r], timeout=1.0):
             if ready == self._wake_r:
                 os.read(self._wake_r, 4096)
@@ -278,12 +322,19 @@ class LocalExecutor:
         now = time.monotonic()
         for w in self._pool:
             if w.job and not w.timed_out and now - w.started > self.max_run_seconds:
-                w.timed_out = True
-                w.cancel.value = 1  # the worker stops between steps and reports "cancelled"
+                w.timed_out = w.cancelled = True  # it stops between steps, says "cancelled"
 
-    def _take_next(self, w: _Worker) -> _Job | None:
-        """Move the next job from the queue onto worker w, in one step under the lock, so a
-        cancel always finds the experiment either queued or on a worker.
+    def _send_cancels(self) -> None:
+        """Tell slots of the cancels marked on their seats (by cancel(), the time limit, or a
+        take-over). Run after _assign, whose train() clears the slot's flag: a cancel that came
+        between _take_next and train() is so told again, never lost."""
+        for w in self._pool:
+            if w.cancelled and w.job and w.slot is not None:
+                w.slot.cancel()
+
+    def _take_next(self, w: _Seat) -> _Job | None:
+        """Move the next job from the queue onto seat w, in one step under the lock, so a
+        cancel always finds the experiment either queued or on a seat.
 
         Fair order: the oldest job of the client with the fewest experiments running, so one
         person's long sweep never starves everyone else's single runs."""
@@ -297,7 +348,7 @@ class LocalExecutor:
             job = min(enumerate(self._queue),
                       key=lambda item: (running.get(item[1].owner, 0), item[0]))[1]
             self._queue.remove(job)
-            w.job, w.owner, w.cancel.value = job.exp_id, job.owner, 0
+            w.job, w.owner, w.cancelled = job.exp_id, job.owner, False
             w.started, w.timed_out = time.monotonic(), False
             return job
 
@@ -315,22 +366,22 @@ class LocalExecutor:
             except Exception:  # the database failed: the job waits for the next step
                 with self._lock:
                     self._queue.insert(0, job)
-                w.job = w.owner = None
+                    w.job = w.owner = None
                 raise
             if not events:  # gone, cancelled or taken over in the meantime
-                w.job = w.owner = None
+                with self._lock:
+                    w.job = w.owner = None
                 continue
             self.publish(job.exp_id, events)
-            # a cancel that came in since _take_next has set w.cancel: the worker stops at once
-            w.conn.send(("train", job.exp_id, row.config))
+            w.slot.train(job.exp_id, row.config)
 
-    def _drain(self, w: _Worker) -> None:
-        """Read every message waiting on a worker's pipe; write its epochs (and snapshots) in
-        one transaction."""
+    def _drain(self, w: _Seat) -> None:
+        """Read every message waiting on a slot's connection; write its epochs (and snapshots)
+        in one transaction."""
         epochs: list[tuple[str, dict]] = []
         try:
-            while w.conn.poll():
-                msg = w.conn.recv()
+            while w.slot.conn.poll():
+                msg = w.slot.conn.recv()
                 kind = msg[0]
                 if kind == "ready":
                     w.ready = True
@@ -353,9 +404,10 @@ class LocalExecutor:
                             self._finish(exp_id, status, {"summary": summary})
                     else:  # "error"
                         self._finish(msg[1], "failed", {"error": msg[2]})
-                    w.job = None
+                    with self._lock:
+                        w.job = None
         except (EOFError, OSError):
-            pass  # the process died; its sentinel fires next
+            pass  # the slot died; its sentinel fires next
         if epochs and w.job:
             self._store_epochs(w.job, epochs)
 
@@ -364,7 +416,7 @@ class LocalExecutor:
         if not events:  # no longer ours and running (another server took it over): stop it
             for w in self._pool:
                 if w.job == exp_id:
-                    w.cancel.value = 1
+                    w.cancelled = True
         self.publish(exp_id, events)
 
     def _finish(self, exp_id: str, status: str, extra: dict) -> None:
@@ -375,32 +427,42 @@ class LocalExecutor:
             fields["error"] = extra["error"]
         self.publish(exp_id, self.store.transition(exp_id, status, extra, **fields))
 
-    def _replace(self, w: _Worker) -> None:
-        """A worker died: fail its experiment (epochs stay stored) and start another."""
-        w.process.join()
-        code = w.process.exitcode
-        log.warning("worker %s died with exit code %s", getattr(w.process, "pid", "?"), code)
+    def _replace(self, w: _Seat) -> None:
+        """A slot died: fail its experiment (epochs stay stored) and start another."""
+        code = w.slot.join()
+        log.warning("%r died with exit code %s", w.slot, code)
         self._drain(w)
         if w.job:
             reason = f"the training process died (exit code {code})"
             if code == -9:
                 reason += ", probably killed for using too much memory"
             self._finish(w.job, "failed", {"error": reason})
-        slot = self._pool.index(w)
+        i = self._pool.index(w)
         if w.ready:  # it had started fine: replace it at once
             self._failed_starts = 0
-            self._pool[slot] = self._spawn()
+            self._pool[i] = self._new_seat()
             return
         # It died while starting (a broken install, no memory): retry with a growing delay
         # instead of a tight crash loop.
         self._failed_starts += 1
         delay = min(60.0, 0.5 * 2 ** self._failed_starts)
-        log.error("a worker failed to start (exit code %s); retrying in %.0f s", code, delay)
-        self._pool[slot] = _Worker(None, None, None, restart_at=time.monotonic() + delay)
+        log.error("a slot failed to start (exit code %s); retrying in %.0f s", code, delay)
+        self._pool[i] = _Seat(None, restart_at=time.monotonic() + delay)
         self.failed_starts_total += 1
 
     def _respawn_due(self) -> None:
         now = time.monotonic()
         for i, w in enumerate(self._pool):
-            if w.process is None and now >= w.restart_at:
-                self._pool[i] = self._spawn()
+            if w.slot is None and now >= w.restart_at:
+                self._pool[i] = self._new_seat()
+
+
+class LocalExecutor(PoolExecutor):
+    """The default executor: the pool with `workers` warm worker processes on this machine,
+    `threads` torch threads each (app.worker). Only a constructor: the behaviour is the pool's
+    and the slots'."""
+
+    def __init__(self, store: Store, publish: Publish, workers: int, threads: int,
+                 max_queued: int, *, target: Callable = worker_main, **limits) -> None:
+        super().__init__(store, publish, ProcessSlots(workers, threads, target), max_queued,
+                         workers=workers, **limits)

@@ -1,13 +1,15 @@
 """Training on a Ray cluster: every experiment (a sweep included, as one batched model) is one
 Ray task on any node, streaming its epochs back as they happen.
 
-`RayExecutor` is the local executor (app.jobs) with its worker processes swapped for *slots*:
-threads in the server process, each following one Ray task at a time and speaking the very
-pipe protocol a local worker speaks (app.worker). So the queue, the fair order, the per-person
-limits, the time limit and the store/publish path are the same code for both executors.
+`RayExecutor` is the dispatcher of app.jobs (`PoolExecutor`) with `RaySlot`s in place of worker
+processes: each a thread in the server process that follows one Ray task at a time and
+forwards its messages in the protocol a local worker speaks (app.worker). So the queue, the
+fair order, the per-person limits, the time limit and the store/publish path are the same code
+for both executors.
 
 - The task is a Ray generator: it yields each message (a batch of epochs, snapshots, the
-  final summary) the moment the trainer produces it; the slot stores and publishes it.
+  final summary) the moment the trainer produces it; the slot forwards it to the dispatcher,
+  which stores and publishes it.
 - Cancel is Ray cancellation (`ray.cancel`): the task gets KeyboardInterrupt and stops its
   trainer; the epochs already stored are kept and summarized.
 - A lost worker or node fails the experiment with the reason, keeping its epochs: tasks are
@@ -22,19 +24,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing as mp
 import os
 import queue
 import threading
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import ray
 from ray.exceptions import RayError, TaskCancelledError
 
-from app.jobs import LocalExecutor, _Worker
+from app.executor import Publish
+from app.jobs import PoolExecutor
 from app.ml.config import ExperimentConfig
 from app.ml.runs import plan_runs, run_dict
 from app.ml.summary import summarize
+from app.store import Store
 
 log = logging.getLogger(__name__)
 FINAL = ("finished", "error")
@@ -78,47 +82,72 @@ def experiment_task(exp_id: str, config_json: str, threads: int):
         trainer.join(10.0)
 
 
-class _SlotThread(threading.Thread):
-    """Stands in for a worker process (the dispatcher waits on its `sentinel`, joins it, reads
-    its exit code), follows Ray tasks one at a time."""
 
-    def __init__(self, conn, cancel, cpus: int):
-        super().__init__(name="ray-slot", daemon=True)
-        self.conn, self.cancel, self.cpus = conn, cancel, cpus
+class RaySlot:
+    """One experiment at a time on Ray, followed by a thread of the server: a slot of the
+    dispatcher (app.jobs.Slot), not a process. The thread starts each task it is given, and
+    forwards the task's messages on `conn` in app.worker's protocol, whatever the task's end
+    (done, cancelled, lost). Its own end is told by `sentinel`, as a process's is."""
+
+    def __init__(self, cpus: int):
+        self.cpus = cpus
+        self.conn, self._out = mp.Pipe(duplex=False)  # read by the dispatcher, written here
         self.sentinel, self._done = os.pipe()  # readable once the thread has ended
-        self.exitcode: int | None = None
-        self._killed = False
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()  # (exp_id, config_json) | None
+        self._cancel = threading.Event()  # set: stop the current task
+        self._killed = False  # set: stop at once, say nothing more
+        self._exit_code: int | None = None
+        self._task = None
+        self._thread = threading.Thread(target=self._run, name="ray-slot", daemon=True)
 
-    @property
-    def pid(self) -> int | None:
-        return self.native_id
+    def start(self) -> None:
+        self._thread.start()
+
+    def train(self, exp_id: str, config_json: str) -> None:
+        self._cancel.clear()
+        self._jobs.put((exp_id, config_json))
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def stop(self) -> None:
+        self._jobs.put(None)
 
     def kill(self) -> None:
-        """Stop at once: cancel the running task and say nothing more (the executor, which
-        kills slots only when it stops, has already recorded the experiment's end)."""
+        """Cancel the running task and say nothing more (the executor, which kills slots only
+        when it stops, has already recorded the experiment's end)."""
         self._killed = True
 
-    def join(self, timeout: float | None = 10.0) -> None:  # never forever: Ray may be gone
-        super().join(timeout)
-        if not self.is_alive() and self.sentinel is not None:
+    def join(self, timeout: float | None = None) -> int | None:
+        self._thread.join(10.0 if timeout is None else timeout)  # never forever: Ray may hang
+        if self._thread.is_alive():
+            return None
+        if self._out is not None:  # ended: its ends of the pipes are no longer needed
             os.close(self.sentinel)
-            self.sentinel = None
+            self._out.close()
+            self._out = None
+        return self._exit_code
 
-    def run(self) -> None:
+    def __repr__(self) -> str:
+        return f"Ray slot {self._thread.native_id}"
+
+    def _run(self) -> None:
+        code = 1  # an unexpected error ends the thread (the dispatcher replaces the slot)
         try:
-            self.conn.send(("ready",))
+            self._out.send(("ready",))
             while not self._killed:
-                if not self.conn.poll(WAIT_SECONDS):
+                try:
+                    job = self._jobs.get(timeout=WAIT_SECONDS)
+                except queue.Empty:
                     continue
-                msg = self.conn.recv()
-                if msg is None:
-                    return
-                _, exp_id, config_json = msg
-                self._follow(exp_id, config_json)
+                if job is None:
+                    break
+                self._follow(*job)
+            code = 0
         except (EOFError, OSError):
-            pass  # the executor closed the pipe
+            code = 0  # the executor closed its end
         finally:
-            self.exitcode = 0
+            self._exit_code = code
             os.close(self._done)
 
     def _follow(self, exp_id: str, config_json: str) -> None:
@@ -129,7 +158,7 @@ class _SlotThread(threading.Thread):
         except Exception as e:
             log.exception("Ray slot error")
             if not self._killed:
-                self.conn.send(("error", exp_id, f"the Ray slot failed: {e!r}"))
+                self._out.send(("error", exp_id, f"the Ray slot failed: {e!r}"))
             with contextlib.suppress(Exception):
                 ray.cancel(self._task)
 
@@ -142,7 +171,7 @@ class _SlotThread(threading.Thread):
                 if task is None:
                     task = self._task = experiment_task.options(num_cpus=self.cpus).remote(
                         exp_id, config_json, self.cpus)
-                if not cancelled and (self.cancel.value or self._killed):
+                if not cancelled and (self._cancel.is_set() or self._killed):
                     cancelled = True
                     ray.cancel(task)
                 ready, _ = ray.wait([task], timeout=WAIT_SECONDS)
@@ -150,23 +179,23 @@ class _SlotThread(threading.Thread):
                     continue
                 msg = ray.get(next(task))
             except StopIteration:
-                self.conn.send(("error", exp_id, "the Ray task ended without a result"))
+                self._out.send(("error", exp_id, "the Ray task ended without a result"))
                 return
             except TaskCancelledError:
                 if not self._killed:
-                    self.conn.send(("finished", exp_id, "cancelled", _summary(config_json,
-                                                                              epochs)))
+                    self._out.send(("finished", exp_id, "cancelled",
+                                    _summary(config_json, epochs)))
                 return
             except RayError as e:  # the worker, its node or the cluster is gone
                 if not self._killed:
-                    self.conn.send(("error", exp_id, f"the Ray task was lost ({type(e).__name__}):"
-                                                 f" {_first_line(e)}; the epochs trained "
-                                                     "before are kept"))
+                    self._out.send(("error", exp_id, f"the Ray task was lost "
+                                                     f"({type(e).__name__}): {_first_line(e)}; "
+                                                     "the epochs trained before are kept"))
                 return
             if msg[0] == "epochs":
                 epochs += msg[2]
             if not self._killed:
-                self.conn.send(msg)
+                self._out.send(msg)
             if msg[0] in FINAL:
                 return
 
@@ -187,31 +216,36 @@ def _first_line(e: Exception) -> str:
 
 
 @dataclass
-class RayExecutor(LocalExecutor):
-    """LocalExecutor whose workers are slots following Ray tasks (see module docstring)."""
+class RaySlots:
+    """The Ray executor's slots (app.jobs.Slots): as many as the cluster has CPUs for."""
 
     address: str | None = None  # None: a private one-machine Ray
-    cpus_per_experiment: int = 1
+    cpus_per_experiment: int = 1  # Ray CPUs a task asks for, and its torch threads
     max_running: int | None = None  # None: the cluster's CPUs / cpus_per_experiment
 
-    def start(self) -> None:
+    def open(self) -> int:
         if not ray.is_initialized():
             ray.init(address=self.address, namespace="dropout-playground",
                      logging_level=logging.WARNING, log_to_driver=False,
                      include_dashboard=False if self.address is None else None)
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        self.workers = self.max_running or max(1, cpus // self.cpus_per_experiment)
-        self.threads = self.cpus_per_experiment
-        log.info("Ray executor: %d experiments at once on %d CPUs", self.workers, cpus)
-        super().start()
+        slots = self.max_running or max(1, cpus // self.cpus_per_experiment)
+        log.info("Ray executor: %d experiments at once on %d CPUs", slots, cpus)
+        return slots
 
-    def stop(self, timeout: float = 5.0) -> None:
-        super().stop(timeout)
+    def new(self) -> RaySlot:
+        return RaySlot(self.cpus_per_experiment)
+
+    def close(self) -> None:
         ray.shutdown()
 
-    def _spawn(self) -> _Worker:
-        parent, child = self._ctx.Pipe()
-        cancel = SimpleNamespace(value=0)
-        slot = _SlotThread(child, cancel, self.cpus_per_experiment)
-        slot.start()
-        return _Worker(slot, parent, cancel)
+
+class RayExecutor(PoolExecutor):
+    """The pool with Ray slots (see module docstring); how many is set from the cluster in
+    start(). Only a constructor: the behaviour is the pool's and the slots'."""
+
+    def __init__(self, store: Store, publish: Publish, max_queued: int, *,
+                 address: str | None = None, cpus_per_experiment: int = 1,
+                 max_running: int | None = None, **limits) -> None:
+        super().__init__(store, publish, RaySlots(address, cpus_per_experiment, max_running),
+                         max_queued, **limits)

@@ -15,9 +15,9 @@ from fastapi import Depends, Request
 
 from app.bus import Bus
 from app.events import Broker
-from app.jobs import LocalExecutor
+from app.executor import Executor
 from app.settings import Settings
-from app.store import ExperimentRow, Store
+from app.store import ExperimentRow, RoomRow, Store
 from app.web.errors import NotFound
 from app.web.limits import RateLimiter
 
@@ -28,7 +28,7 @@ def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def get_executor(request: Request) -> LocalExecutor:
+def get_executor(request: Request) -> Executor:
     return request.app.state.executor
 
 
@@ -59,7 +59,7 @@ def new_client_id() -> str:
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
-ExecutorDep = Annotated[LocalExecutor, Depends(get_executor)]
+ExecutorDep = Annotated[Executor, Depends(get_executor)]
 BrokerDep = Annotated[Broker, Depends(get_broker)]
 BusDep = Annotated[Bus, Depends(get_bus)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -75,3 +75,14 @@ def get_experiment(exp_id: str, store: StoreDep) -> ExperimentRow:
 
 
 ExperimentDep = Annotated[ExperimentRow, Depends(get_experiment)]
+
+
+def get_room(code: str, store: StoreDep) -> RoomRow:
+    """A room by its code, in any case (codes are read aloud and typed)."""
+    room = store.get_room(code.upper()) if len(code) <= 16 else None
+    if room is None:
+        raise NotFound(f"no room with code {code!r}")
+    return room
+
+
+RoomDep = Annotated[RoomRow, Depends(get_room)]

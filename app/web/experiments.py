@@ -8,8 +8,9 @@ import json
 
 import numpy as np
 
+from app import rooms
 from app.bus import Bus
-from app.jobs import LocalExecutor, QueueFull
+from app.executor import Executor, QueueFull
 from app.ml import datasets
 from app.ml.config import ExperimentConfig
 from app.ml.runs import epoch_fields, plan_runs
@@ -20,7 +21,7 @@ from app.web.limits import RateLimiter
 RETRY_AFTER_SECONDS = 10
 
 
-def start(config: ExperimentConfig, store: Store, executor: LocalExecutor, owner: str,
+def start(config: ExperimentConfig, store: Store, executor: Executor, owner: str,
           limiter: RateLimiter | None = None, room: str | None = None,
           author: str | None = None) -> str:
     """Store a validated config as a queued experiment and hand it to the executor.
@@ -36,9 +37,11 @@ def start(config: ExperimentConfig, store: Store, executor: LocalExecutor, owner
         if wait:
             raise TooBusy(f"too many new experiments: the limit is {limiter.per_minute} per "
                           f"minute; try again in {wait} s", headers={"Retry-After": str(wait)})
-    exp_id = store.create(config.model_dump(mode="json"), config.n_runs,
-                          config.n_runs * config.train.epochs, owner, room, author,
-                          executor.runner)
+    exp_id, events = store.create_with_events(
+        config.model_dump(mode="json"), config.n_runs, config.n_runs * config.train.epochs,
+        owner, room, author, executor.runner,
+        room_entry=rooms.entry(config, author, config.name) if room else None)
+    executor.publish(exp_id, events)  # a room's board hears of it before its first epoch
     try:
         executor.submit(exp_id, owner)
     except QueueFull as e:  # lost a race with another request: undo, then refuse
@@ -47,7 +50,7 @@ def start(config: ExperimentConfig, store: Store, executor: LocalExecutor, owner
     return exp_id
 
 
-def stop(exp_id: str, store: Store, executor: LocalExecutor, bus: Bus) -> bool:
+def stop(exp_id: str, store: Store, executor: Executor, bus: Bus) -> bool:
     """Ask an experiment to stop wherever it is: here, or (several servers on one database)
     under the server that holds it. True if asked.
 
@@ -87,7 +90,7 @@ def runs_json(row: ExperimentRow, store: Store) -> list[dict]:
 
 
 def experiment_json(row: ExperimentRow, store: Store,
-                    executor: LocalExecutor | None = None) -> dict:
+                    executor: Executor | None = None) -> dict:
     out = {
         "id": row.id,
         "url": f"/e/{row.id}",

@@ -9,7 +9,6 @@ Plotly's bundle from the plotly Python package, htmx from node_modules (npm).
 from __future__ import annotations
 
 import asyncio
-import json
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -20,12 +19,15 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 
+from app import rooms
 from app.bus import Bus, bus_for
 from app.events import Broker
+from app.executor import Executor
 from app.jobs import LocalExecutor
 from app.settings import Settings
-from app.store import Event, Store
-from app.web import api, pages, rooms, stream
+from app.store import Store
+from app.web import api, pages, stream
+from app.web import rooms as room_pages
 from app.web.errors import (
     AppError,
     app_error_handler,
@@ -34,6 +36,7 @@ from app.web.errors import (
 )
 from app.web.limits import RateLimiter
 from app.web.middleware import BodyLimit, ClientCookie, SecurityHeaders
+from app.web.render import make_templates
 
 ROOT = Path(__file__).resolve().parents[2]
 VENDOR = {
@@ -42,30 +45,23 @@ VENDOR = {
 }
 
 
-def _publisher(store: Store, bus: Bus):
+def _publisher(bus: Bus):
     """What the executor calls (from its thread) with an experiment's new events: they go to
-    the experiment's streams, and, for an experiment started in a workshop room, to the room's
-    board too (tagged with the experiment id; snapshots stay on the experiment's page)."""
-    room_of: dict[str, str | None] = {}
+    the experiment's streams and, for an experiment in a workshop room, to the room's
+    (app.rooms.room_copies: the store has already logged them there)."""
 
     def publish(exp_id: str, events) -> None:
-        if not events:
-            return
-        bus.publish(exp_id, events)
-        if exp_id not in room_of:
-            if len(room_of) > 10_000:
-                room_of.clear()
-            row = store.get(exp_id)
-            room_of[exp_id] = row.room if row else None
-        if room_of[exp_id]:
-            tagged = [Event(e.seq, e.kind, json.dumps({"exp": exp_id, **json.loads(e.data)}))
-                      for e in events if e.kind != "snapshot"]
-            bus.publish(f"room:{room_of[exp_id]}", tagged)
+        mine = [e for e in events if e.seq]  # (a room's own events have no place here)
+        if mine:
+            bus.publish(exp_id, mine)
+        room_topic, copies = rooms.room_copies(exp_id, events)
+        if room_topic:
+            bus.publish(room_topic, copies)
 
     return publish
 
 
-def _executor(settings: Settings, store: Store, publish) -> LocalExecutor:
+def _executor(settings: Settings, store: Store, publish) -> Executor:
     """The local worker pool, or the Ray executor (imported only then: Ray is optional)."""
     limits = dict(max_queued=settings.max_queued, max_per_client=settings.max_queued_per_client,
                   max_run_seconds=settings.max_run_seconds,
@@ -76,8 +72,8 @@ def _executor(settings: Settings, store: Store, publish) -> LocalExecutor:
         except ImportError as e:
             raise RuntimeError(f"DP_EXECUTOR=ray needs Ray: pip install '.[ray]' ({e})") from e
 
-        # workers (slots) and threads are set from the cluster in start()
-        return RayExecutor(store, publish, workers=1, threads=1, address=settings.ray_address,
+        # how many experiments at once is set from the cluster in start()
+        return RayExecutor(store, publish, address=settings.ray_address,
                            cpus_per_experiment=settings.ray_cpus_per_experiment,
                            max_running=settings.ray_max_running, **limits)
     return LocalExecutor(store, publish, settings.workers, settings.torch_threads, **limits)
@@ -99,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         broker = Broker(asyncio.get_running_loop())
         bus = bus_for(store, settings.db_url, broker, on_control=lambda m: _control(app, m))
         await asyncio.to_thread(bus.start)
-        executor = _executor(settings, store, _publisher(store, bus))
+        executor = _executor(settings, store, _publisher(bus))
         app.state.store, app.state.broker, app.state.bus = store, broker, bus
         await asyncio.to_thread(executor.start)
         app.state.executor = executor
@@ -114,14 +110,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Train small networks with dropout and watch them learn.")
     app.state.settings = settings
     app.state.create_limiter = RateLimiter(settings.create_per_minute)
-    app.state.templates = pages.make_templates()
+    app.state.templates = make_templates()
     app.add_exception_handler(AppError, app_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(OperationalError, database_error_handler)
     app.include_router(api.router)
     app.include_router(stream.router)
     app.include_router(pages.router)
-    app.include_router(rooms.router)
+    app.include_router(room_pages.router)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
 
     @app.get("/vendor/{name}", include_in_schema=False)

@@ -4,8 +4,9 @@
   pool really starts: one warm worker process). Module-scoped: starting torch costs ~2 s.
 - `live_server`: `python -m app serve` in a subprocess on a free port with its own data dir,
   for end-to-end tests over real HTTP/SSE and for the browser tests. Session-scoped.
-- `postgres`, `ray_cluster` (services.py) and `scaled_server`: the same server on PostgreSQL
-  with training on a local two-node Ray cluster, for the scaled-out end-to-end tests.
+- `ray_cluster` (services.py) and `scaled_server` (with `postgres` from tests/conftest.py):
+  the same server on PostgreSQL with training on a local two-node Ray cluster, for the
+  scaled-out end-to-end tests.
 - `browser`: Debian's Chromium driven by Playwright. Skipped when /usr/bin/chromium is missing,
   unless REQUIRE_BROWSER=1 (CI sets it), in which case it fails.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from services import PostgresServer, RayCluster
+from services import RayCluster
 
 from app.settings import Settings
 from app.web.main import create_app
@@ -137,13 +138,6 @@ class LiveServer:
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory) -> Iterator[LiveServer]:
     server = LiveServer(tmp_path_factory.mktemp("live")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer(free_port()).start()
     yield server
     server.stop()
 

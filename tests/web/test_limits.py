@@ -5,13 +5,10 @@ Each refusal must name the limit and the value, and store nothing.
 
 from __future__ import annotations
 
-import multiprocessing as mp
-
-import pytest
 from conftest import LONG, TINY, cancel_quietly, experiment_count, finished
 from fastapi.testclient import TestClient
 
-from app.jobs import LocalExecutor, _Job, _Worker
+from app.jobs import LocalExecutor
 from app.settings import Settings
 from app.web.main import create_app
 
@@ -59,42 +56,6 @@ def test_a_run_over_the_wall_time_limit_is_stopped_and_keeps_its_epochs(tmp_path
         epochs = body["runs"][0]["epochs"]
         assert 0 < len(epochs) < 1000
         assert body["progress"]["epochs_done"] == len(epochs)
-
-
-class _FakeProcess:
-    sentinel = None
-
-
-def _worker(job=None, owner=None) -> _Worker:
-    return _Worker(_FakeProcess(), None, mp.get_context("spawn").Value("b", 0, lock=False),
-                   job=job, owner=owner, ready=True)
-
-
-def test_fair_order_serves_the_client_with_fewest_running_experiments_first():
-    executor = LocalExecutor(store=None, publish=None, workers=0, threads=1, max_queued=10)
-    executor._pool = [_worker("a-long", "alice"), _worker()]  # alice trains on one worker
-    executor._queue = [_Job("a1", "alice"), _Job("a2", "alice"), _Job("b1", "bob")]
-    free = executor._pool[1]
-    assert executor._take_next(free).exp_id == "b1"  # bob has nothing running: he goes first
-    assert free.job == "b1" and free.owner == "bob"
-    free.job = None
-    executor._pool[0].job = None  # alice's long run ended: back to first come, first served
-    assert executor._take_next(free).exp_id == "a1"
-
-
-@pytest.mark.parametrize("queued", [0, 3])
-def test_queue_limits_name_the_limit_and_the_value(queued, tmp_path):
-    from app.store import Store
-
-    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    executor = LocalExecutor(store=store, publish=None, workers=0, threads=1, max_queued=3,
-                             max_per_client=5)
-    executor._queue = [_Job(f"x{i}", "carol") for i in range(queued)]
-    if queued < 3:
-        executor.check_room("carol")
-        return
-    with pytest.raises(Exception, match="3 experiments are waiting, the limit is 3"):
-        executor.check_room("dave")
 
 
 def broken_worker(conn, cancel, threads) -> None:
