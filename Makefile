@@ -26,6 +26,7 @@ serve: setup
 	$(BIN)/python -m app serve --host $(HOST) --port $(PORT) --data-dir $(DATA)
 
 test: lint
+	node --test tests/js/
 	$(BIN)/python -m pytest -q
 
 lint: setup

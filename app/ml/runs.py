@@ -3,6 +3,12 @@
 A run is one trained model. A plain experiment has one run; a sweep has one run per
 (rate, fold, repeat). Every run knows its own seed, rates and fold, so the trainer can put any
 set of runs side by side in one batched model and each still trains exactly as if alone.
+
+Runs that differ only by fold or seed form a *setting* (`settings_of`): the summary's
+statistics, the snapshots and every chart group runs by the same setting key. The per-epoch
+metric fields, with their labels and which direction is better, are listed here too
+(`METRICS`), so that tables, charts and the summary's "best" read one definition. No torch
+here: the web process imports this module.
 """
 
 from __future__ import annotations
@@ -91,15 +97,129 @@ def epoch_fields(task: str) -> list[str]:
             "generalization_gap"]
 
 
+# -- what each metric is ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metric:
+    field: str  # the epoch field (or summary key) it is stored under
+    label: str  # what it measures, in words: table headers, axis titles, menus
+    legend: str  # short name beside the other curves of its chart
+    unit: str  # "" for a pure number; "loss": the task's loss (metric_unit says which)
+    lower_is_better: bool
+
+
+_METRICS = [
+    Metric("train_loss", "train loss (eval mode)", "train (eval mode)", "loss", True),
+    Metric("train_loss_dropout", "train mini-batch loss, dropout on",
+           "train mini-batch, dropout on", "loss", True),
+    Metric("val_loss", "validation loss", "validation", "loss", True),
+    Metric("train_acc", "train accuracy (eval mode)", "train (eval mode)", "fraction correct",
+           False),
+    Metric("val_acc", "validation accuracy", "validation", "fraction correct", False),
+    Metric("val_precision", "validation precision (macro)", "precision", "", False),
+    Metric("val_recall", "validation recall (macro)", "recall", "", False),
+    Metric("val_f1", "validation F1 (macro)", "F1", "", False),
+    Metric("train_r2", "train R² (eval mode)", "train (eval mode)", "", False),
+    Metric("val_r2", "validation R²", "validation", "", False),
+    Metric("generalization_gap", "generalization gap (val − train loss)", "val − train loss",
+           "loss", True),
+    Metric("best_val_loss", "best validation loss (any epoch, picked on validation)",
+           "best validation", "loss", True),
+]
+METRICS: dict[str, Metric] = {m.field: m for m in _METRICS}
+
+
+def metric_fields(task: str) -> list[Metric]:
+    """The task's per-epoch metrics (every epoch field but `epoch`), in epoch_fields order."""
+    return [METRICS[f] for f in epoch_fields(task) if f != "epoch"]
+
+
+def lower_is_better(field: str) -> bool:
+    """Direction of a metric: losses and the gap go down, accuracy, F1 and R² go up."""
+    return METRICS[field].lower_is_better
+
+
+def metric_unit(field: str, task: str) -> str:
+    """The unit of a metric's values for a task ("" for a pure number): a loss is the
+    cross-entropy in nats (classification) or the mean squared error (regression)."""
+    unit = METRICS[field].unit
+    if unit != "loss":
+        return unit
+    return "cross-entropy, nats" if task == "classification" else "mean squared error"
+
+
+# -- settings: runs that differ only by fold or seed --------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str  # stable id: json of [dropout, weight_decay] (setting_key)
+    dropout: float | list[float]  # the rate as chosen or swept (RunSpec.dropout)
+    weight_decay: float
+    label: str  # the rates its runs trained at, e.g. "p = 0.5", "p = 0.2/0.5, inputs 0.1",
+    # with ", L2 = 0.01" added when the experiment's settings differ in weight decay
+    runs: tuple[int, ...]  # run indices, in plan order
+    rates: str = ""  # the label without the L2 part: the rates alone
+
+
+def setting_key(dropout: float | list[float], weight_decay: float | None) -> str:
+    """The id of a setting; runs (and summary rows) with equal keys are one setting."""
+    return json.dumps([dropout, weight_decay])
+
+
+def _rates_text(rates: tuple[float, ...]) -> str:
+    if len(set(rates)) == 1:
+        return f"{rates[0]:g}"
+    return "/".join(f"{r:g}" for r in rates)
+
+
+def rate_label(spec: RunSpec, n_layers: int | None = None, *, inputs_first: bool = False) -> str:
+    """The dropout rate(s) one run trained at: "p = 0.5", "p = 0.2/0.5" (per hidden layer),
+    "p = 0.5, inputs 0.2", "no dropout" (no hidden layer, no input dropout).
+
+    Read from the rates the run used (layer_rates, input_rate), never from model.dropout, so
+    a swept rate, a swept input rate or a swept layer show as trained. `n_layers` limits the
+    hidden layers described (default all; 0: the inputs only). `inputs_first` leads with the
+    input rate ("inputs p = 0.3, hidden 0.5"), for a sweep of input dropout.
+    """
+    hidden = spec.layer_rates if n_layers is None else spec.layer_rates[:n_layers]
+    inputs = spec.input_rate
+    if inputs_first or not hidden:
+        if not hidden:
+            return f"inputs p = {inputs:g}" if inputs > 0 else "no dropout"
+        text = f"inputs p = {inputs:g}"
+        return text + (f", hidden {_rates_text(hidden)}" if any(hidden) else "")
+    return f"p = {_rates_text(hidden)}" + (f", inputs {inputs:g}" if inputs > 0 else "")
+
+
+def settings_of(specs: list[RunSpec]) -> list[Setting]:
+    """The settings of an experiment, in plan order: its runs grouped by (rate, weight decay).
+
+    Every run of a setting trains at the same rates, so the setting's label is its first
+    run's rate_label; ", L2 = ..." is added when the experiment's settings differ in weight
+    decay. An input sweep (input rates differ, hidden rates do not) leads with the inputs.
+    """
+    groups: dict[str, list[RunSpec]] = {}
+    for s in specs:
+        groups.setdefault(setting_key(s.dropout, s.weight_decay), []).append(s)
+    decays = len({s.weight_decay for s in specs}) > 1
+    inputs_first = (len({s.input_rate for s in specs}) > 1
+                    and len({s.layer_rates for s in specs}) == 1)
+    out = []
+    for key, group in groups.items():
+        first = group[0]
+        rates = rate_label(first, inputs_first=inputs_first)
+        label = rates + (f", L2 = {first.weight_decay:g}" if decays else "")
+        out.append(Setting(key=key, dropout=first.dropout, weight_decay=first.weight_decay,
+                           label=label, runs=tuple(s.index for s in group), rates=rates))
+    return out
+
+
 SNAPSHOT_RUNS = 8  # at most this many runs of an experiment report snapshots
 
 
 def snapshot_runs(specs: list[RunSpec], limit: int = SNAPSHOT_RUNS) -> set[int]:
-    """Runs that report snapshots (app.ml.insight): the first fold and seed of each setting
-    (rate, weight decay), at most `limit` of them."""
-    chosen: dict[tuple, int] = {}
-    for s in specs:
-        key = (json.dumps(s.dropout), s.weight_decay)
-        if key not in chosen and len(chosen) < limit:
-            chosen[key] = s.index
-    return set(chosen.values())
+    """Runs that report snapshots (app.ml.insight): the first run (first fold and seed) of
+    each setting, for at most `limit` settings."""
+    return {s.runs[0] for s in settings_of(specs)[:limit]}

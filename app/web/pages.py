@@ -1,6 +1,6 @@
 """HTML pages and htmx fragments: the playground, an experiment's share page, the recent list.
 
-One helper (`render`) decides fragment versus full page: an htmx request for a page gets the
+Pages and partials are rendered with app.web.render; an htmx request for a page gets the
 fragment, anything else the whole page, so every URL also works without JavaScript. Fragments
 live in templates/partials/ and are named after the element id they replace.
 """
@@ -8,20 +8,19 @@ live in templates/partials/ and are named after the element id they replace.
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
+import random
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
+from app import rooms
 from app.ml.config import ExperimentConfig, describe_errors
 from app.ml.datasets import CATALOG
-from app.ml.runs import epoch_fields, plan_runs, snapshot_runs
+from app.ml.runs import plan_runs, snapshot_runs
 from app.ml.scenarios import SCENARIOS
 from app.store import ExperimentRow, Store
-from app.web import api, experiments, forms, rooms
+from app.web import api, experiments, forms, views
 from app.web.deps import (
     BusDep,
     ClientDep,
@@ -31,49 +30,28 @@ from app.web.deps import (
     SettingsDep,
     StoreDep,
 )
-from app.web.errors import AppError, TooBusy
+from app.web.errors import AppError, NotFound, TooBusy
+from app.web.render import render
+from app.web.rooms import room_for_play
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 router = APIRouter(include_in_schema=False)
 
 
-def make_templates() -> Jinja2Templates:
-    templates = Jinja2Templates(directory=str(TEMPLATES))
-    templates.env.filters["tojson_attr"] = lambda v: json.dumps(v, separators=(",", ":"))
-    templates.env.globals["fmt"] = _fmt
-    return templates
-
-
-def _fmt(v: Any, digits: int = 4) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:.3e}"
-    return str(v)
-
-
-def render(request: Request, template: str, context: dict, status: int = 200,
-           headers: dict | None = None) -> HTMLResponse:
-    return request.app.state.templates.TemplateResponse(
-        request, template, context, status_code=status, headers=headers
-    )
-
-
 def run_context(row: ExperimentRow, store: Store) -> dict:
-    """What partials/run.html needs: ids, the runs' labels, and where to stream from."""
+    """What partials/run.html (and the share page around it) needs: the panel's data-view
+    (app.web.views.run_view), the status bar, the thinned network of run 0, the summary."""
     config = experiments.config_of(row)
-    runs = [{"index": s.index, "dropout": s.dropout, "fold": s.fold, "repeat": s.repeat,
-             "weight_decay": s.weight_decay, "layer_rates": list(s.layer_rates),
-             "input_rate": s.input_rate} for s in plan_runs(config)]
-    info = CATALOG[config.dataset.name]
+    specs = plan_runs(config)
     rates = config.sweep.rates(config.train.seed) if config.sweep else None
-    return {"exp": row, "config": config, "task": config.task, "runs": runs, "rates": rates,
+    summary = _summary(row)["summary"]
+    return {"exp": row, "config": config, "task": config.task,
+            "view": views.run_view(row, config),
             "insight": experiments.insight_kind(config),
-            "snapshot_runs": sorted(snapshot_runs(plan_runs(config))),
-            "config_inputs": info.n_features + config.dataset.extra_features,
-            "config_outputs": info.n_classes,
-            "sweep_text": _sweep_text(config, rates), "fields": epoch_fields(config.task),
-            "query": forms.config_to_query(config)}
+            "snapshot_options": views.snapshot_options(specs, sorted(snapshot_runs(specs))),
+            "thinned": views.thinned_view(row, config, 0, random.Random()),
+            "summary": summary, "table": views.summary_table(summary, config),
+            "rates_text": views.rates_text(config),
+            "sweep_text": _sweep_text(config, rates), "query": forms.config_to_query(config)}
 
 
 def _sweep_text(config, rates: list[float] | None) -> str:
@@ -123,7 +101,7 @@ async def play(request: Request, store: StoreDep, executor: ExecutorDep, client:
     room = author = None
     try:
         if config is not None and params.get("room"):
-            room_row, state, author = rooms.room_for_play(store, params["room"], client)
+            room_row, state, author = room_for_play(store, params["room"], client)
             room = room_row.code
             config = rooms.apply_challenge(config, state)
     except ValidationError as e:
@@ -167,7 +145,7 @@ def experiment_twin(row: ExperimentDep, store: StoreDep, executor: ExecutorDep) 
 @router.get("/e/{exp_id}", response_class=HTMLResponse)
 def experiment_page(request: Request, row: ExperimentDep, store: StoreDep, client: ClientDep):
     """An experiment's permanent page: config, curves (live or complete), summary, actions."""
-    return render(request, "experiment.html", {**run_context(row, store), **_summary(row),
+    return render(request, "experiment.html", {**run_context(row, store),
                                                "owner": row.owner == client})
 
 
@@ -209,7 +187,33 @@ async def import_config(request: Request):
 @router.get("/e/{exp_id}/summary", response_class=HTMLResponse)
 def experiment_summary(request: Request, row: ExperimentDep, store: StoreDep):
     """The final metrics table, drawn from what is stored."""
-    return render(request, "partials/summary.html", {**run_context(row, store), **_summary(row)})
+    return render(request, "partials/summary.html", run_context(row, store))
+
+
+@router.get("/e/{exp_id}/statusbar", response_class=HTMLResponse)
+def experiment_statusbar(request: Request, row: ExperimentDep):
+    """The status bar (status, progress, Stop, share link), drawn from what is stored."""
+    return render(request, "partials/statusbar.html", {"exp": row})
+
+
+@router.get("/e/{exp_id}/thinned", response_class=HTMLResponse)
+def experiment_thinned(request: Request, row: ExperimentDep, run: int = 0):
+    """One thinned network: a fresh random dropout mask at the rates run `run` trained at."""
+    config = experiments.config_of(row)
+    if not 0 <= run < config.n_runs:
+        raise NotFound(f"experiment {row.id} has no run {run}")
+    return render(request, "partials/thinned.html",
+                  {"thinned": views.thinned_view(row, config, run, random.Random())})
+
+
+@router.get("/e/{exp_id}/sweep.json")
+def experiment_sweep(row: ExperimentDep) -> JSONResponse:
+    """The sweep chart's points per metric, from the stored summary ({"ready": false} until
+    training ends)."""
+    config = experiments.config_of(row)
+    if config.n_runs == 1:
+        raise NotFound(f"experiment {row.id} is a single run, not a sweep")
+    return JSONResponse(views.sweep_points(config, _summary(row)["summary"]))
 
 
 def _summary(row: ExperimentRow) -> dict:
@@ -238,18 +242,20 @@ def compare(request: Request, store: StoreDep):
     rows = [row for row in (store.get(i) if len(i) <= 32 else None for i in ids) if row]
     missing = [i for i in ids if i not in {r.id for r in rows}]
     configs = [experiments.config_of(r) for r in rows]
+    items = [views.compare_item(r, c, _summary(r)["summary"], n)
+             for n, (r, c) in enumerate(zip(rows, configs))]
+    titles = dict.fromkeys(it["data"]["charts"]["score"]["title"] for it in items)
     return render(request, "compare.html", {
-        "items": [{"row": r, "config": c, "label": chr(ord("A") + n),
-                   "summary": json.loads(r.summary) if r.summary else None}
-                  for n, (r, c) in enumerate(zip(rows, configs))],
+        "items": items, "score_title": " / ".join(titles),
         "diff": config_diff([c.model_dump(mode="json") for c in configs]),
         "missing": missing, "max": MAX_COMPARE,
     })
 
 
 def config_diff(configs: list[dict]) -> list[tuple[str, list[str]]]:
-    """[(dotted key, [value per config])] for the keys whose values are not all equal."""
-    flat = [_flatten(c) for c in configs]
+    """[(dotted key, [value per config])] for the keys whose values are not all equal; keys a
+    config does not use (see _in_use) count as absent."""
+    flat = [_flatten(_in_use(c)) for c in configs]
     keys = list(dict.fromkeys(k for f in flat for k in f))
     rows = []
     for key in keys:
@@ -257,6 +263,25 @@ def config_diff(configs: list[dict]) -> list[tuple[str, list[str]]]:
         if len(set(values)) > 1:
             rows.append((key, values))
     return rows
+
+
+def _in_use(config: dict) -> dict:
+    """A config (as JSON) without the fields that change nothing: the bounds of a sweep that
+    is neither a grid nor a random search, a sweep's target when it sweeps no rate, its unset
+    sources, and momentum unless the optimizer is SGD."""
+    out = {**config, "train": dict(config["train"])}
+    if out["train"].get("optimizer") != "sgd":
+        out["train"].pop("momentum", None)
+    sweep = config.get("sweep")
+    if sweep:
+        sweep = {k: v for k, v in sweep.items() if v is not None}
+        if not (sweep.get("grid_step") or sweep.get("random_samples")):
+            sweep.pop("low", None)
+            sweep.pop("high", None)
+        if not (sweep.get("dropout") or sweep.get("grid_step") or sweep.get("random_samples")):
+            sweep.pop("target", None)
+        out["sweep"] = sweep
+    return out
 
 
 def _flatten(data: dict, prefix: str = "") -> dict:
@@ -277,7 +302,7 @@ def recent(request: Request, store: StoreDep, client: ClientDep, settings: Setti
     items = []
     for row in rows:
         config = experiments.config_of(row)
-        items.append({"row": row, "config": config,
+        items.append({"row": row, "config": config, "rates": views.rates_text(config),
                       "summary": json.loads(row.summary) if row.summary else None})
     return render(request, "partials/recent.html", {"items": items})
 

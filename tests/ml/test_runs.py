@@ -1,4 +1,5 @@
-"""Run planning: rates x repeats x folds with the right seeds, and k-fold index parts."""
+"""Run planning: rates x repeats x folds with the right seeds, and k-fold index parts; settings
+(runs that differ only by fold or seed) with the rates their runs trained at; the metric table."""
 
 from __future__ import annotations
 
@@ -6,7 +7,19 @@ import numpy as np
 import pytest
 
 from app.ml.config import ExperimentConfig
-from app.ml.runs import fold_indices, plan_runs
+from app.ml.runs import (
+    METRICS,
+    epoch_fields,
+    fold_indices,
+    lower_is_better,
+    metric_fields,
+    metric_unit,
+    plan_runs,
+    rate_label,
+    setting_key,
+    settings_of,
+    snapshot_runs,
+)
 
 
 @pytest.mark.parametrize(("n", "folds"), [(10, 2), (40, 3), (41, 5), (100, 10), (7, 7)])
@@ -58,3 +71,126 @@ def test_sweep_plans_rates_times_repeats_times_folds():
         assert r.layer_rates == (r.dropout,) * 3  # the swept rate replaces every layer's
         assert r.input_rate == 0.1  # input dropout is not swept
         assert r.seed == 5 + r.repeat
+
+
+def plan(config: dict) -> list:
+    return plan_runs(ExperimentConfig.model_validate(config))
+
+
+def check_settings_partition(specs, settings) -> None:
+    """Every run is in exactly one setting, and the runs of a setting differ only by fold
+    and seed: same swept value, weight decay and rates trained at."""
+    assert sorted(i for s in settings for i in s.runs) == [r.index for r in specs]
+    for s in settings:
+        group = [specs[i] for i in s.runs]
+        assert {setting_key(r.dropout, r.weight_decay) for r in group} == {s.key}
+        assert {(r.layer_rates, r.input_rate) for r in group} == {
+            (group[0].layer_rates, group[0].input_rate)}
+        assert s.dropout == group[0].dropout and s.weight_decay == group[0].weight_decay
+    assert len({s.key for s in settings}) == len(settings)
+
+
+def test_single_run_label_is_what_it_trained_at():
+    [run] = plan({"model": {"hidden": [8, 8], "dropout": [0.1, 0.4], "input_dropout": 0.2}})
+    assert rate_label(run) == "p = 0.1/0.4, inputs 0.2"
+    [run] = plan({"model": {"hidden": [8, 8], "dropout": 0.5}})
+    assert rate_label(run) == "p = 0.5"
+    assert rate_label(run, n_layers=0) == "no dropout"
+    [linear] = plan({"model": {"hidden": [], "dropout": 0.5}})  # no hidden unit to drop
+    assert rate_label(linear) == "no dropout"
+    [linear] = plan({"model": {"hidden": [], "input_dropout": 0.3}})
+    assert rate_label(linear) == "inputs p = 0.3"
+    [[setting]] = [settings_of(plan({"model": {"dropout": 0.25}}))]
+    assert (setting.label, setting.runs, setting.dropout) == ("p = 0.25", (0,), 0.25)
+
+
+def test_a_sweep_of_one_layer_labels_every_layers_rate():
+    specs = plan({"model": {"hidden": [8, 8, 8], "dropout": 0.5},
+                  "sweep": {"dropout": [0.2, 0.4], "target": "layer2", "repeats": 2}})
+    settings = settings_of(specs)
+    check_settings_partition(specs, settings)
+    assert [s.label for s in settings] == ["p = 0.5/0.2/0.5", "p = 0.5/0.4/0.5"]
+    assert [s.runs for s in settings] == [(0, 1), (2, 3)]
+    assert [s.dropout for s in settings] == [0.2, 0.4]  # the swept value, for the x axis
+
+
+def test_a_sweep_of_the_inputs_leads_with_the_input_rate():
+    specs = plan({"model": {"hidden": [8], "dropout": 0.5},
+                  "sweep": {"dropout": [0.1, 0.3], "target": "input"}})
+    assert [s.label for s in settings_of(specs)] == ["inputs p = 0.1, hidden 0.5",
+                                                      "inputs p = 0.3, hidden 0.5"]
+    specs = plan({"model": {"hidden": [8], "dropout": 0.0},
+                  "sweep": {"dropout": [0.1, 0.3], "target": "input"}})
+    assert [s.label for s in settings_of(specs)] == ["inputs p = 0.1", "inputs p = 0.3"]
+
+
+def test_grid_and_random_sweeps_label_the_planned_rates_not_model_dropout():
+    grid = plan({"model": {"dropout": 0.9, "hidden": [8]},
+                 "sweep": {"low": 0.1, "high": 0.3, "grid_step": 0.1}})
+    settings = settings_of(grid)
+    check_settings_partition(grid, settings)
+    assert [s.label for s in settings] == ["p = 0.1", "p = 0.2", "p = 0.3"]
+    config = ExperimentConfig.model_validate(
+        {"model": {"dropout": 0.9, "hidden": [8]}, "train": {"seed": 4},
+         "sweep": {"low": 0.1, "high": 0.6, "random_samples": 4, "folds": 2}})
+    specs = plan_runs(config)
+    settings = settings_of(specs)
+    check_settings_partition(specs, settings)
+    rates = config.sweep.rates(config.train.seed)
+    assert [s.label for s in settings] == [f"p = {r:g}" for r in dict.fromkeys(rates)]
+    assert all(len(s.runs) == 2 for s in settings)
+
+
+def test_weight_decay_crossing_makes_separate_settings_and_says_so():
+    specs = plan({"model": {"hidden": [8]},
+                  "sweep": {"dropout": [0.0, 0.5], "weight_decay": [0.0, 0.0001]}})
+    settings = settings_of(specs)
+    check_settings_partition(specs, settings)
+    assert [s.label for s in settings] == ["p = 0, L2 = 0", "p = 0, L2 = 0.0001",
+                                           "p = 0.5, L2 = 0", "p = 0.5, L2 = 0.0001"]
+    assert [s.rates for s in settings] == ["p = 0", "p = 0", "p = 0.5", "p = 0.5"]
+    # one weight decay: no L2 in the label
+    one = settings_of(plan({"model": {"hidden": [8]}, "train": {"weight_decay": 0.01},
+                            "sweep": {"dropout": [0.0, 0.5]}}))
+    assert [s.label for s in one] == ["p = 0", "p = 0.5"]
+
+
+def test_folds_and_repeats_fall_in_their_rates_setting():
+    specs = plan({"dataset": {"n_train": 60}, "model": {"hidden": [8, 8], "input_dropout": 0.1},
+                  "sweep": {"dropout": [0.2, 0.4], "folds": 3, "repeats": 2}})
+    settings = settings_of(specs)
+    check_settings_partition(specs, settings)
+    assert [(s.label, len(s.runs)) for s in settings] == [("p = 0.2, inputs 0.1", 6),
+                                                         ("p = 0.4, inputs 0.1", 6)]
+    for s in settings:
+        assert {(specs[i].fold, specs[i].repeat) for i in s.runs} == {
+            (f, r) for f in range(3) for r in range(2)}
+    # only folds and seeds: one setting at the model's rates
+    [only] = settings_of(plan({"model": {"hidden": [8, 8], "dropout": [0.1, 0.3]},
+                               "sweep": {"folds": 2, "repeats": 2}}))
+    assert (only.label, only.runs, only.dropout) == ("p = 0.1/0.3", (0, 1, 2, 3), [0.1, 0.3])
+
+
+def test_snapshot_runs_are_the_first_run_of_each_setting():
+    specs = plan({"dataset": {"n_train": 60}, "model": {"hidden": [8]},
+                  "sweep": {"dropout": [0.1, 0.2, 0.3], "weight_decay": [0, 0.1], "folds": 2}})
+    settings = settings_of(specs)
+    assert snapshot_runs(specs) == {s.runs[0] for s in settings} == {0, 2, 4, 6, 8, 10}
+    assert snapshot_runs(specs, limit=2) == {0, 2}
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_every_epoch_metric_has_a_label_unit_and_direction(task):
+    fields = [m.field for m in metric_fields(task)]
+    assert fields == [f for f in epoch_fields(task) if f != "epoch"]
+    for m in metric_fields(task):
+        assert m.label and m.legend
+        assert lower_is_better(m.field) == (m.field.endswith("loss") or "gap" in m.field
+                                            or m.field == "train_loss_dropout")
+    assert metric_unit("val_loss", task) == (
+        "cross-entropy, nats" if task == "classification" else "mean squared error")
+    assert metric_unit("val_r2", task) == ""
+    assert METRICS["generalization_gap"].label == "generalization gap (val − train loss)"
+    assert METRICS["train_loss_dropout"].label == "train mini-batch loss, dropout on"
+    assert METRICS["train_acc"].label == "train accuracy (eval mode)"
+    assert lower_is_better("best_val_loss") and not lower_is_better("val_acc")

@@ -7,7 +7,16 @@ import statistics
 
 import pytest
 
-from app.ml.summary import primary_metric, run_summary, summarize, sweep_summary
+from app.ml.config import ExperimentConfig
+from app.ml.runs import plan_runs, run_dict, setting_key, settings_of
+from app.ml.summary import (
+    primary_metric,
+    run_summary,
+    stat_name,
+    summarize,
+    sweep_metrics,
+    sweep_summary,
+)
 
 
 def fake_epochs(rng: random.Random, n: int, task: str = "classification") -> list[dict]:
@@ -131,3 +140,58 @@ def test_summarize_adds_sweep_statistics_only_for_many_runs(sweep_runs):
     assert with_test["runs"][0]["test"] == {"test_acc": 0.75}
     reg = [{"index": 0, "dropout": 0.0, "epochs": fake_epochs(random.Random(5), 2, "regression")}]
     assert summarize(reg, "regression")["metric"] == "val_r2"
+
+
+@pytest.mark.parametrize("sweep", [
+    {"dropout": [0.0, 0.3], "target": "layer2", "folds": 2, "repeats": 2},
+    {"dropout": [0.1, 0.2], "target": "input", "weight_decay": [0.0, 0.01]},
+    {"low": 0.0, "high": 0.5, "grid_step": 0.25, "repeats": 2},
+    {"folds": 3},  # no swept rate: one setting at model.dropout
+])
+def test_sweep_summary_groups_runs_as_settings_of_does(sweep):
+    config = ExperimentConfig.model_validate(
+        {"dataset": {"n_train": 60}, "model": {"hidden": [8, 8], "dropout": [0.5, 0.1]},
+         "sweep": sweep})
+    specs = plan_runs(config)
+    rng = random.Random(7)
+    runs = [run_dict(s, fake_epochs(rng, 4)) for s in specs]
+    summary = sweep_summary(runs, "classification")
+    settings = settings_of(specs)
+    assert [r["key"] for r in summary["rates"]] == [s.key for s in settings]
+    for row, setting in zip(summary["rates"], settings, strict=True):
+        assert row["runs"] == len(setting.runs)
+        assert row["key"] == setting_key(row["dropout"], row["weight_decay"])
+        finals = [runs[i]["epochs"][-1]["val_loss"] for i in setting.runs]
+        assert row["final_val_loss"]["mean"] == pytest.approx(statistics.mean(finals))
+
+
+def test_best_setting_per_metric_follows_its_direction():
+    rng = random.Random(8)
+    runs = [{"index": i, "dropout": rate, "weight_decay": 0.0, "epochs": fake_epochs(rng, 3)}
+            for i, rate in enumerate([0.0, 0.0, 0.5, 0.5])]
+    # p = 0: lower final loss but also lower accuracy and a larger gap
+    for run, (loss, acc, gap) in zip(runs, [(0.2, 0.6, 0.9), (0.2, 0.6, 0.9),
+                                            (0.4, 0.9, 0.1), (0.4, 0.9, 0.1)], strict=True):
+        run["epochs"][-1].update(val_loss=loss, val_acc=acc, generalization_gap=gap)
+    summary = sweep_summary(runs, "classification")
+    low, high = setting_key(0.0, 0.0), setting_key(0.5, 0.0)
+    assert summary["best"]["val_loss"] == low  # lower is better
+    assert summary["best"]["val_acc"] == high  # higher is better
+    assert summary["best"]["generalization_gap"] == high  # lower is better
+    assert set(summary["best"]) == {m.field for m in sweep_metrics("classification")}
+    # best_dropout / best_weight_decay keep their meaning: lowest mean final val loss
+    assert (summary["best_dropout"], summary["best_weight_decay"]) == (0.0, 0.0)
+    for m in sweep_metrics("classification"):
+        means = {r["key"]: r[stat_name(m.field)]["mean"] for r in summary["rates"]}
+        pick = min if m.lower_is_better else max
+        assert means[summary["best"][m.field]] == pick(means.values())
+
+
+def test_sweep_metrics_name_summary_statistics():
+    for task in ("classification", "regression"):
+        keys = [m.field for m in sweep_metrics(task)]
+        assert keys == ["val_loss", primary_metric(task), "generalization_gap", "best_val_loss"]
+        row = sweep_summary([{"index": 0, "dropout": 0.1,
+                              "epochs": fake_epochs(random.Random(9), 2, task)}], task)["rates"][0]
+        assert all(stat_name(k) in row for k in keys)
+    assert [m.lower_is_better for m in sweep_metrics("regression")] == [True, False, True, True]

@@ -12,6 +12,7 @@ not subject to the page's CSP, so `poll_js` polls with it instead.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -38,7 +39,8 @@ LENGTHS_JS = """(key) => {
   return el && el.data ? el.data.map((t) => t.x.length) : null;
 }"""
 
-# Record the loss chart's trace lengths at every redraw (app.js sets #run's data-points then).
+# Record the loss chart's trace lengths at every redraw (static/js/run.js sets #run's
+# data-points then).
 RECORD_FLUSHES_JS = """() => {
   window.__flushes = [];
   new MutationObserver(() => {
@@ -156,7 +158,7 @@ def test_train_draws_live_curves_that_match_the_api(page: Page, live_server):
     assert page.evaluate("document.querySelector('#run [data-role=progress]').value") == 40
     expect(page.locator("#run [data-role=stop]")).to_be_hidden()
     expect(page.locator("#summary table")).to_be_visible(timeout=TIMEOUT_MS)
-    expect(page.locator("#summary")).to_contain_text("After 40 epochs")
+    expect(page.locator("#summary")).to_contain_text("after 40 epochs")
     expect(page.locator("#recent")).to_contain_text("moons (100)")
 
     body = api(base, exp_id)
@@ -200,7 +202,7 @@ def test_share_link_redraws_the_run_and_forks(page: Page, new_page, live_server,
     expect(other.locator("#summary table")).to_be_visible()
     screenshot(other, tmp_path / "share.png")
     dropout_row = other.locator("table.config tr", has=other.locator("th", has_text="dropout p"))
-    expect(dropout_row.locator("td")).to_have_text("0.3")
+    expect(dropout_row.locator("td")).to_have_text("p = 0.3")
 
     other.click("a#fork")
     other.wait_for_url(lambda url: urlsplit(url).path == "/", timeout=TIMEOUT_MS)
@@ -305,11 +307,15 @@ def test_sweep_draws_every_run_and_summarizes_each_rate(page: Page, live_server,
     score = traces(page, "score")
     for run in body["runs"]:
         assert score[f"run {run['index']}"][1] == [e["val_acc"] for e in run["epochs"]]
-    # And per rate the mean validation curve over its two seeds.
-    for rate, label in ((0.0, "p=0"), (0.5, "p=0.5")):
-        runs = [r["epochs"] for r in body["runs"] if r["dropout"] == rate]
+    # And per rate the mean validation curve over its two seeds, named as the server labelled
+    # the rate in the panel's view.
+    settings = json.loads(page.get_attribute("#run", "data-view"))["settings"]
+    assert [s["x"] for s in settings] == [0.0, 0.5]
+    for s in settings:
+        assert [body["runs"][i]["dropout"] for i in s["runs"]] == [s["x"]] * 2
+        runs = [body["runs"][i]["epochs"] for i in s["runs"]]
         mean = [(a["val_loss"] + b["val_loss"]) / 2 for a, b in zip(*runs, strict=True)]
-        assert curves[label] == pytest.approx(mean, rel=1e-9), label
+        assert curves[s["label"]] == pytest.approx(mean, rel=1e-9), s["label"]
     # The rate chart has a point per finished run.
     expect(page.locator("#run [data-chart=sweep]")).to_have_attribute("data-points", "4")
 
@@ -317,7 +323,7 @@ def test_sweep_draws_every_run_and_summarizes_each_rate(page: Page, live_server,
     expect(table).to_be_visible(timeout=TIMEOUT_MS)
     rows = table.locator("tbody tr")
     expect(rows).to_have_count(2)
-    for i, rate in enumerate(("0.0", "0.5")):
+    for i, rate in enumerate(("p = 0", "p = 0.5")):
         cells = rows.nth(i).locator("td")
         expect(cells.nth(0)).to_have_text(rate)
         expect(cells.nth(1)).to_have_text("2")  # runs per rate
@@ -339,8 +345,12 @@ def test_everything_loads_from_the_app_itself(page: Page, live_server):
     assert requests
     assert [u for u in requests if not u.startswith(base + "/")] == []
     paths = {urlsplit(u).path for u in requests}
-    assert {"/vendor/htmx.min.js", "/vendor/plotly.min.js", "/static/app.js", "/play",
-            f"/api/experiments/{exp_id}/events"} <= paths
+    # the page script's ES modules, each imported by main.js or by a module it imports
+    modules = {f"/static/js/{name}.js" for name in (
+        "main", "run", "curves", "sweep", "insight", "board", "compare", "controls", "plot",
+        "stats")}
+    assert {"/vendor/htmx.min.js", "/vendor/plotly.min.js", "/play",
+            f"/api/experiments/{exp_id}/events"} | modules <= paths
     scripts = page.evaluate("Array.from(document.scripts, (s) => s.src)")
     assert scripts and all(s.startswith((base + "/vendor/", base + "/static/")) for s in scripts)
     assert page.evaluate("typeof Plotly") == "object"

@@ -5,6 +5,7 @@ and the self-hosted front-end libraries.
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -199,7 +200,8 @@ def test_play_with_htmx_answers_the_run_panel_and_canonical_url(client):
         prefilled = Scraper(client.get(url).text).values
         assert forms.validate(prefilled)[0] == config
         assert panel["data-status"] in ("queued", "running")
-        assert panel["data-total"] == "3"
+        view = json.loads(panel["data-view"])
+        assert (view["id"], view["total"], view["epochs"]) == (exp_id, 3, 3)
         assert f'/api/experiments/{exp_id}/cancel' in res.text  # the Stop button
     finally:
         cancel_quietly(client, exp_id)

@@ -1,0 +1,351 @@
+"""What the pages draw, computed once in Python and handed over as data.
+
+The run panel's `view` (settings of a sweep with their colours, each run's label, the fields
+and legends of every chart, the sweep chart's axis and metrics), the sweep chart's points, the
+thinned-network picture, the summary table, and the compare and recent lists. Domain rules come
+from app.ml.runs (settings, rate labels, metric table) and app.ml.summary (statistics, the best
+setting per metric), colours from app.web.palette; the page script only draws what it gets.
+"""
+
+from __future__ import annotations
+
+import random
+
+from app.ml.config import ExperimentConfig
+from app.ml.datasets import CATALOG
+from app.ml.runs import (
+    METRICS,
+    RunSpec,
+    Setting,
+    epoch_fields,
+    metric_unit,
+    plan_runs,
+    rate_label,
+    setting_key,
+    settings_of,
+)
+from app.ml.summary import best_row, primary_metric, stat_name, sweep_metrics
+from app.store import ExperimentRow
+from app.web import forms, palette
+
+# -- the run panel --------------------------------------------------------------------------
+
+
+def settings_view(settings: list[Setting]) -> list[dict]:
+    """Settings as the page gets them. x is the swept rate when every setting has a single
+    rate, else the rates' label (a category axis)."""
+    numeric = all(isinstance(s.dropout, int | float) for s in settings)
+    colors = palette.colors(len(settings))
+    return [{"key": s.key, "label": s.label,
+             "x": float(s.dropout) if numeric else s.rates,
+             "color": color, "runs": list(s.runs), "weight_decay": s.weight_decay}
+            for s, color in zip(settings, colors, strict=True)]
+
+
+def runs_view(config: ExperimentConfig, specs: list[RunSpec],
+              settings: list[Setting]) -> list[dict]:
+    """Each run with its setting and a label: the rates it trained at, then its fold and seed
+    when the sweep has several."""
+    folds = config.sweep.folds if config.sweep else 1
+    repeats = config.sweep.repeats if config.sweep else 1
+    setting_of = {i: s for s in settings for i in s.runs}
+    out = []
+    for spec in specs:
+        s = setting_of[spec.index]
+        label = s.label
+        if folds > 1:
+            label += f" · fold {spec.fold + 1}/{folds}"
+        if repeats > 1:
+            label += f" · seed +{spec.repeat}"
+        out.append({"index": spec.index, "setting": s.key, "label": label, "fold": spec.fold,
+                    "repeat": spec.repeat})
+    return out
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _quantity(field: str) -> str:
+    """"accuracy" for val_acc, "R²" for val_r2: the metric without its split."""
+    return METRICS[field].label.removeprefix("validation ")
+
+
+def _with_unit(name: str, field: str, task: str) -> str:
+    unit = metric_unit(field, task)
+    return f"{name} ({unit})" if unit else name
+
+
+def charts(task: str) -> dict:
+    """The three curve charts: which fields each draws, with legend, colour and dash."""
+    c = palette.CURVE_COLORS
+    score = primary_metric(task)
+    train_score = "train_" + score.removeprefix("val_")
+
+    def line(field: str, color: str, dash: str = "solid") -> dict:
+        return {"field": field, "label": METRICS[field].legend, "color": color, "dash": dash}
+
+    return {
+        "loss": {"title": "Loss", "train": "train_loss", "val": "val_loss",
+                 "y_label": _with_unit("loss", "val_loss", task),
+                 "fields": [line("train_loss", c["train"]), line("val_loss", c["val"]),
+                            line("train_loss_dropout", c["dropout"], "dot")]},
+        "score": {"title": _capital(_quantity(score)), "train": train_score, "val": score,
+                  "y_label": _with_unit(_quantity(score), score, task),
+                  "fields": [line(train_score, c["train"]), line(score, c["val"])]},
+        "gap": {"title": _capital(METRICS["generalization_gap"].label), "train": None,
+                "val": "generalization_gap",
+                "y_label": _with_unit("val − train loss", "generalization_gap", task),
+                "fields": [line("generalization_gap", c["gap"])]},
+    }
+
+
+def run_view(row: ExperimentRow, config: ExperimentConfig) -> dict:
+    """The run panel's data-view: everything the page script draws with, nothing to derive."""
+    specs = plan_runs(config)
+    settings = settings_of(specs)
+    chart = charts(config.task)
+    fields = list(dict.fromkeys(f["field"] for c in chart.values() for f in c["fields"]))
+    shown = settings_view(settings)
+    sweep = None
+    if len(specs) > 1:
+        numeric = all(isinstance(s["x"], float) for s in shown)
+        sweep = {"x_label": _x_label(config) if numeric else "dropout rates p (per hidden layer)",
+                 "x_type": "linear" if numeric else "category",
+                 "metrics": [{"key": m.field, "label": m.label, "lower": m.lower_is_better}
+                             for m in sweep_metrics(config.task)],
+                 "points_url": f"/e/{row.id}/sweep.json"}
+    return {"id": row.id, "task": config.task, "epochs": config.train.epochs,
+            "total": row.total_epochs, "fields": fields,
+            "runs": runs_view(config, specs, settings), "settings": shown, "charts": chart,
+            "sweep": sweep}
+
+
+def _x_label(config: ExperimentConfig) -> str:
+    s = config.sweep
+    swept = s is not None and s.rates(config.train.seed)
+    where = forms.option_text("sweep.target", s.target) if swept else "every hidden layer"
+    return f"dropout rate p ({where})"
+
+
+def snapshot_options(specs: list[RunSpec], chosen: list[int]) -> list[tuple[int, str]]:
+    """(run index, label) of the runs that report snapshots, for the run select."""
+    label = {i: s.label for s in settings_of(specs) for i in s.runs}
+    return [(i, label[i]) for i in chosen]
+
+
+# -- the sweep chart's points ---------------------------------------------------------------
+
+
+def sweep_points(config: ExperimentConfig, summary: dict | None) -> dict:
+    """Per sweep metric: each setting's mean, std and n as the stored summary has them, the
+    values of its runs (the ones the mean is over), and the best setting's key."""
+    if not summary or "sweep" not in summary:
+        return {"ready": False}
+    task = config.task
+    sweep = summary["sweep"]
+    rows = {setting_key(r["dropout"], r.get("weight_decay")): r for r in sweep["rates"]}
+    runs = {r["index"]: r for r in summary["runs"]}
+    shown = settings_view(settings_of(plan_runs(config)))
+    metrics = {}
+    for m in sweep_metrics(task):
+        stat = stat_name(m.field)
+        points = []
+        for s in shown:
+            row = rows.get(s["key"])
+            if row is None or row[stat]["mean"] is None:
+                continue
+            values = [v for i in s["runs"] if (v := _run_value(runs.get(i), m.field)) is not None]
+            points.append({"key": s["key"], "x": s["x"], "label": s["label"],
+                           **row[stat], "values": values, "color": s["color"]})
+        if "best" in sweep:
+            best = sweep["best"].get(m.field)
+        else:  # stored before summaries named the best setting per metric
+            top = best_row(sweep["rates"], m.field)
+            best = setting_key(top["dropout"], top.get("weight_decay")) if top else None
+        metrics[m.field] = {"settings": points, "best": best}
+    return {"ready": True, "metrics": metrics}
+
+
+def _run_value(run: dict | None, key: str) -> float | None:
+    """One run's value of a sweep metric, from its summary: final epoch, or best_val_loss."""
+    if not run or not run.get("final"):
+        return None
+    return run.get(key) if key.startswith("best_") else run["final"].get(key)
+
+
+# -- one thinned network --------------------------------------------------------------------
+
+THIN_W, THIN_H = 520, 260  # SVG user units
+THIN_SHOW = 12  # units drawn per layer at most; wider layers show a sample
+
+
+def thinned_view(row: ExperimentRow, config: ExperimentConfig, run: int,
+                 rng: random.Random) -> dict:
+    """One random dropout mask over the real architecture, at the rates run `run` trained at.
+
+    Columns: inputs, hidden layers, outputs. A unit is dropped with its layer's probability p
+    (the inputs: the input rate; outputs never). kept/total count the hidden units drawn.
+    """
+    specs = plan_runs(config)
+    spec = specs[run]
+    info = CATALOG[config.dataset.name]
+    sizes = [info.n_features + config.dataset.extra_features, *config.model.hidden,
+             info.n_classes]
+    rates = [spec.input_rate, *spec.layer_rates, 0.0]
+    col_w = THIN_W / len(sizes)
+    layers = []
+    for i, (n, p) in enumerate(zip(sizes, rates, strict=True)):
+        shown = min(n, THIN_SHOW)
+        kind = "input" if i == 0 else "output" if i == len(sizes) - 1 else "hidden"
+        name = {"input": "input", "output": "output"}.get(kind, f"hidden {i}")
+        layers.append({
+            "kind": kind, "x": round(col_w * (i + 0.5), 1), "size": n, "shown": shown,
+            "r": round(max(3.0, min(8.0, 90 / shown)), 2), "rate": p,
+            "name": name + (f" ({shown} of {n})" if n > shown else ""),
+            "caption": (f"p={p:g}, keep {1 - p:.2f}, ×{1 / (1 - p):.2f}" if p > 0
+                        else "no dropout"),
+            "units": [{"y": round(22 + (THIN_H - 60) * (j + 0.5) / shown, 1),
+                       "kept": rng.random() >= p} for j in range(shown)],
+        })
+    edges = [(a["x"], u["y"], b["x"], v["y"])
+             for a, b in zip(layers, layers[1:]) for u in a["units"] for v in b["units"]
+             if u["kept"] and v["kept"]]
+    hidden = [u for layer in layers if layer["kind"] == "hidden" for u in layer["units"]]
+    settings = settings_of(specs)
+    return {"exp_id": row.id, "run": run, "width": THIN_W, "height": THIN_H,
+            "layers": layers, "edges": edges,
+            "colors": {"input": palette.INPUT_UNIT, "kept": palette.CURVE_COLORS["train"],
+                       "dropped": palette.DROPPED, "dropped_line": palette.DROPPED_LINE,
+                       "edge": palette.EDGE},
+            "kept": sum(u["kept"] for u in hidden), "total": len(hidden),
+            "label": next(s.label for s in settings if run in s.runs),
+            "choices": [(s.runs[0], s.label) for s in settings] if len(settings) > 1 else [],
+            "setting_run": next(s.runs[0] for s in settings if run in s.runs)}
+
+
+# -- the summary table ----------------------------------------------------------------------
+
+
+def summary_table(summary: dict | None, config: ExperimentConfig) -> dict | None:
+    """What partials/summary.html shows: a row per setting of a sweep (labels, mean ± std,
+    the best setting per column), or one run's train/validation/test rows."""
+    if not summary:
+        return None
+    specs = plan_runs(config)
+    settings = settings_of(specs)
+    task = config.task
+    if "sweep" not in summary:
+        return {"kind": "run", "label": settings[0].label, "rows": result_rows(task),
+                "run": summary["runs"][0] if summary.get("runs") else {}}
+    sweep = summary["sweep"]
+    labels = {s.key: s.label for s in settings}
+    metrics = sweep_metrics(task)
+    best = sweep.get("best") or {}
+    rows = []
+    for r in sweep["rates"]:
+        key = setting_key(r["dropout"], r.get("weight_decay"))
+        rows.append({"key": key, "label": labels.get(key, f"p = {r['dropout']}"),
+                     "runs": r["runs"],
+                     "cells": [{**r[stat_name(m.field)], "best": best.get(m.field) == key}
+                               for m in metrics],
+                     "best_epoch": r["best_epoch"]["mean"],
+                     "best": key == setting_key(sweep["best_dropout"], sweep["best_weight_decay"])})
+    best_label = next((row["label"] for row in rows if row["best"]), None)
+    return {"kind": "sweep", "rows": rows, "best_label": best_label,
+            "columns": [{"label": m.label.split(" (")[0], "title": m.label,
+                         "lower": m.lower_is_better} for m in metrics]}
+
+
+def result_rows(task: str) -> list[dict]:
+    """One run's final table: a row per validation metric shown, with its train and test
+    fields where those exist."""
+    fields = epoch_fields(task)
+    out = []
+    for val in ("val_loss", primary_metric(task), "val_f1"):
+        if val not in fields:
+            continue
+        rest = val.removeprefix("val_")
+        out.append({"name": _quantity(val),
+                    "train": f"train_{rest}" if f"train_{rest}" in fields else None,
+                    "val": val, "test": f"test_{rest}"})
+    return out
+
+
+# -- compare and recent ---------------------------------------------------------------------
+
+
+def rates_text(config: ExperimentConfig) -> str:
+    """The rates an experiment's runs trained at, in a few words: "p = 0.5, inputs 0.2" for
+    one setting; for a sweep "sweep p ∈ {0, 0.25, 0.5}", where it goes unless every hidden
+    layer, and the rates that stayed fixed ("sweep p ∈ {0.1, 0.3} on the inputs, hidden 0.5")."""
+    specs = plan_runs(config)
+    s = config.sweep
+    if not (s and s.rates(config.train.seed)):
+        return rate_label(specs[0])
+    rates = list(dict.fromkeys(spec.dropout for spec in specs))
+    text = f"sweep p ∈ {{{', '.join(f'{r:g}' for r in rates)}}}"
+    first = specs[0]
+    if s.target == "hidden":
+        fixed = {"inputs": [first.input_rate]}
+    elif s.target == "input":
+        fixed = {"hidden": list(first.layer_rates)}
+    else:
+        layer = int(s.target.removeprefix("layer")) - 1
+        fixed = {"other layers": [p for i, p in enumerate(first.layer_rates) if i != layer],
+                 "inputs": [first.input_rate]}
+    if s.target != "hidden":
+        text += f" on {forms.option_text('sweep.target', s.target)}"
+    for name, values in fixed.items():
+        if any(values):
+            shown = values if len(set(values)) > 1 else values[:1]
+            text += f", {name} {'/'.join(f'{v:g}' for v in shown)}"
+    return text
+
+
+def compare_item(row: ExperimentRow, config: ExperimentConfig, summary: dict | None,
+                 n: int) -> dict:
+    """One experiment of the compare page: its data for the charts (settings, runs, chart
+    fields, colour) and the numbers of its table column, saying which runs they are."""
+    specs = plan_runs(config)
+    settings = settings_of(specs)
+    chart = charts(config.task)
+    data = {"id": row.id, "letter": chr(ord("A") + n), "task": config.task,
+            "color": palette.SETTING_COLORS[n % len(palette.SETTING_COLORS)],
+            "settings": settings_view(settings), "runs": runs_view(config, specs, settings),
+            "charts": {k: chart[k] for k in ("loss", "score")}}
+    return {"row": row, "config": config, "label": data["letter"], "data": data,
+            "rates": rates_text(config), "results": _compare_results(summary, config, settings)}
+
+
+def _compare_results(summary: dict | None, config: ExperimentConfig,
+                     settings: list[Setting]) -> dict | None:
+    """Final numbers: the one run's, or the mean ± std of the best setting (lowest mean final
+    validation loss) of a sweep, with a line saying which runs they are."""
+    score = primary_metric(config.task)
+    name = _quantity(score)
+    if not summary or not summary.get("runs"):
+        return None
+    if "sweep" not in summary:
+        run = summary["runs"][0]
+        if not run.get("final"):
+            return None
+        one = {"std": None}
+        return {"which": f"one run, {settings[0].label}",
+                "val_loss": {**one, "mean": run["final"].get("val_loss")},
+                "score": {**one, "mean": run["final"].get(score), "name": name},
+                "best_val_loss": {**one, "mean": run.get("best_val_loss")},
+                "best_epoch": run.get("best_epoch")}
+    sweep = summary["sweep"]
+    key = setting_key(sweep["best_dropout"], sweep["best_weight_decay"])
+    row = next((r for r in sweep["rates"]
+                if setting_key(r["dropout"], r.get("weight_decay")) == key), None)
+    if row is None:
+        return None
+    label = next((s.label for s in settings if s.key == key), f"p = {sweep['best_dropout']}")
+    runs = "1 run" if row["runs"] == 1 else f"mean ± std of {row['runs']} runs"
+    return {"which": f"best setting {label} ({runs})",
+            "val_loss": row["final_val_loss"],
+            "score": {**row[stat_name(score)], "name": name},
+            "best_val_loss": row["best_val_loss"],
+            "best_epoch": row["best_epoch"]["mean"]}

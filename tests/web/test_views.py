@@ -1,0 +1,393 @@
+"""What the pages draw, computed in Python (app.web.views): the run panel's data-view, the sweep
+chart's points (sweep.json against the stored summary), the thinned network (its counts against
+its circles, its captions against the rates the run trained at), the status bar, the summary,
+compare and recent lists. Unit tests on configs first, then the routes on real training.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import random
+import re
+import statistics
+from types import SimpleNamespace
+
+import pytest
+from conftest import TINY, cancel_quietly, finished, html_tree, start_running
+
+from app.ml.config import ExperimentConfig
+from app.ml.runs import plan_runs, run_dict, setting_key
+from app.ml.summary import summarize
+from app.web import palette, views
+
+VIEW_KEYS = {"id", "task", "epochs", "total", "fields", "runs", "settings", "charts", "sweep"}
+SETTING_KEYS = {"key", "label", "x", "color", "runs", "weight_decay"}
+RUN_KEYS = {"index", "setting", "label", "fold", "repeat"}
+HEX = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+def config_of(data: dict) -> ExperimentConfig:
+    return ExperimentConfig.model_validate(data)
+
+
+def view_of(data: dict) -> dict:
+    config = config_of(data)
+    row = SimpleNamespace(id="exp1", total_epochs=config.n_runs * config.train.epochs)
+    return views.run_view(row, config)
+
+
+def view_attr(page: str) -> dict:
+    """The run panel's data-view, parsed (attribute values come HTML-escaped)."""
+    [panel] = html_tree(page).find_all("section", id="run")
+    return json.loads(panel.attrs["data-view"])
+
+
+# -- the run panel's view ---------------------------------------------------------------------
+
+
+def test_view_of_a_single_run():
+    view = view_of({"model": {"hidden": [8, 4], "dropout": [0.2, 0.5], "input_dropout": 0.1},
+                    "train": {"epochs": 7}})
+    assert set(view) == VIEW_KEYS
+    assert (view["id"], view["task"], view["epochs"], view["total"]) == (
+        "exp1", "classification", 7, 7)
+    assert view["sweep"] is None
+    [run] = view["runs"]
+    [setting] = view["settings"]
+    assert set(run) == RUN_KEYS and set(setting) == SETTING_KEYS
+    assert run == {"index": 0, "setting": setting["key"], "label": "p = 0.2/0.5, inputs 0.1",
+                   "fold": 0, "repeat": 0}
+    assert setting["label"] == "p = 0.2/0.5, inputs 0.1"
+    assert setting["x"] == "p = 0.2/0.5, inputs 0.1"  # a list of rates: a category
+    assert setting["color"] == palette.SETTING_COLORS[0] and setting["runs"] == [0]
+    charts = view["charts"]
+    assert list(charts) == ["loss", "score", "gap"]
+    assert (charts["score"]["train"], charts["score"]["val"]) == ("train_acc", "val_acc")
+    assert charts["score"]["title"] == "Accuracy"
+    assert charts["gap"] == {
+        "title": "Generalization gap (val − train loss)", "train": None,
+        "val": "generalization_gap", "y_label": "val − train loss (cross-entropy, nats)",
+        "fields": [{"field": "generalization_gap", "label": "val − train loss",
+                    "color": "#009E73", "dash": "solid"}]}
+    assert charts["loss"]["fields"] == [
+        {"field": "train_loss", "label": "train (eval mode)", "color": "#0072B2", "dash": "solid"},
+        {"field": "val_loss", "label": "validation", "color": "#D55E00", "dash": "solid"},
+        {"field": "train_loss_dropout", "label": "train mini-batch, dropout on",
+         "color": "#56B4E9", "dash": "dot"}]
+    drawn = [f["field"] for c in charts.values() for f in c["fields"]]
+    assert sorted(view["fields"]) == sorted(set(drawn))
+    regression = view_of({"dataset": {"name": "sine"}})
+    assert (regression["charts"]["score"]["train"], regression["charts"]["score"]["val"]) == (
+        "train_r2", "val_r2")
+    assert regression["charts"]["score"]["title"] == "R²"
+    assert "val_r2" in regression["fields"] and "val_acc" not in regression["fields"]
+
+
+def test_view_of_a_sweep_of_one_layer():
+    view = view_of({"dataset": {"n_train": 60}, "model": {"hidden": [8, 8], "dropout": 0.2},
+                    "sweep": {"dropout": [0.0, 0.25, 0.5], "target": "layer2", "folds": 2,
+                              "repeats": 2}})
+    settings = view["settings"]
+    assert [s["x"] for s in settings] == [0.0, 0.25, 0.5]  # the swept value: numeric axis
+    assert [s["label"] for s in settings] == ["p = 0.2/0", "p = 0.2/0.25", "p = 0.2/0.5"]
+    assert [s["color"] for s in settings] == palette.SETTING_COLORS[:3]
+    assert [s["runs"] for s in settings] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert all(HEX.fullmatch(s["color"]) for s in settings)
+    runs = view["runs"]
+    assert [r["index"] for r in runs] == list(range(12))
+    assert runs[5] == {"index": 5, "setting": settings[1]["key"],
+                       "label": "p = 0.2/0.25 · fold 2/2 · seed +0", "fold": 1, "repeat": 0}
+    assert runs[11]["label"] == "p = 0.2/0.5 · fold 2/2 · seed +1"
+    for s in settings:
+        assert all(runs[i]["setting"] == s["key"] for i in s["runs"])
+    sweep = view["sweep"]
+    assert set(sweep) == {"x_label", "x_type", "metrics", "points_url"}
+    assert sweep["x_label"] == "dropout rate p (hidden layer 2)"
+    assert sweep["x_type"] == "linear"
+    assert sweep["points_url"] == "/e/exp1/sweep.json"
+    assert sweep["metrics"] == [
+        {"key": "val_loss", "label": "final validation loss", "lower": True},
+        {"key": "val_acc", "label": "final validation accuracy", "lower": False},
+        {"key": "generalization_gap", "label": "final generalization gap (val − train loss)",
+         "lower": True},
+        {"key": "best_val_loss", "label": "best validation loss (any epoch, picked on validation)",
+         "lower": True}]
+
+
+def test_view_labels_without_fold_or_seed_parts_when_the_sweep_has_none():
+    view = view_of({"model": {"hidden": [8]},
+                    "sweep": {"dropout": [0.1, 0.3], "target": "input",
+                              "weight_decay": [0.0, 0.01]}})
+    assert [r["label"] for r in view["runs"]] == [
+        "inputs p = 0.1, hidden 0.5, L2 = 0", "inputs p = 0.1, hidden 0.5, L2 = 0.01",
+        "inputs p = 0.3, hidden 0.5, L2 = 0", "inputs p = 0.3, hidden 0.5, L2 = 0.01"]
+    assert [s["x"] for s in view["settings"]] == [0.1, 0.1, 0.3, 0.3]
+    assert [s["weight_decay"] for s in view["settings"]] == [0.0, 0.01, 0.0, 0.01]
+    assert view["sweep"]["x_label"] == "dropout rate p (the inputs)"
+
+
+def test_a_sweep_of_seeds_at_per_layer_rates_is_a_category_axis():
+    view = view_of({"model": {"hidden": [8, 8], "dropout": [0.1, 0.3]},
+                    "sweep": {"repeats": 3, "weight_decay": [0.0, 0.1]}})
+    assert view["sweep"]["x_type"] == "category"
+    assert [s["x"] for s in view["settings"]] == ["p = 0.1/0.3", "p = 0.1/0.3"]
+    assert [s["label"] for s in view["settings"]] == ["p = 0.1/0.3, L2 = 0",
+                                                      "p = 0.1/0.3, L2 = 0.1"]
+
+
+def test_more_settings_than_colours_get_viridis_stops():
+    assert palette.colors(8) == palette.SETTING_COLORS
+    many = palette.colors(9)
+    assert many[0] == "#440154" and many[-1] == "#fde725"
+    assert many[4] == "#21918c"  # the middle stop exactly
+    assert len(set(many)) == 9 and all(HEX.fullmatch(c) for c in many)
+
+
+# -- the sweep chart's points -----------------------------------------------------------------
+
+
+def fake_summary(config: ExperimentConfig, seed: int = 0) -> dict:
+    rng = random.Random(seed)
+    runs = []
+    for spec in plan_runs(config):
+        epochs = []
+        for e in range(1, config.train.epochs + 1):
+            train, val = rng.uniform(0.1, 1), rng.uniform(0.2, 1.5)
+            epochs.append({"epoch": e, "train_loss": train, "val_loss": val,
+                           "val_acc": rng.uniform(0, 1), "train_acc": rng.uniform(0, 1),
+                           "generalization_gap": val - train})
+        runs.append(run_dict(spec, epochs))
+    return json.loads(json.dumps(summarize(runs, config.task)))  # as stored
+
+
+SWEEP = {"dataset": {"n_train": 60}, "model": {"hidden": [8]}, "train": {"epochs": 4},
+         "sweep": {"dropout": [0.0, 0.3, 0.6], "folds": 2, "repeats": 2}}
+
+
+def check_points(points: dict, summary: dict, view: dict) -> None:
+    """sweep.json against the stored summary: same statistics, each run's value, best key."""
+    assert points["ready"] is True
+    assert list(points["metrics"]) == [m["key"] for m in view["sweep"]["metrics"]]
+    rows = {setting_key(r["dropout"], r["weight_decay"]): r for r in summary["sweep"]["rates"]}
+    settings = {s["key"]: s for s in view["settings"]}
+    for key, metric in points["metrics"].items():
+        stat = key if key.startswith("best_") else f"final_{key}"
+        assert metric["best"] == summary["sweep"]["best"][key]
+        assert [p["key"] for p in metric["settings"]] == list(settings)
+        for p in metric["settings"]:
+            assert set(p) == {"key", "x", "label", "mean", "std", "n", "values", "color"}
+            s = settings[p["key"]]
+            assert (p["x"], p["label"], p["color"]) == (s["x"], s["label"], s["color"])
+            assert {k: p[k] for k in ("mean", "std", "n")} == rows[p["key"]][stat]
+            runs = [summary["runs"][i] for i in s["runs"]]
+            want = [r[key] if key.startswith("best_") else r["final"][key] for r in runs]
+            assert p["values"] == want and p["n"] == len(want)
+            assert p["mean"] == pytest.approx(statistics.mean(want))
+            assert p["std"] == pytest.approx(statistics.stdev(want))
+
+
+def test_sweep_points_are_the_summary_numbers():
+    config = config_of(SWEEP)
+    summary = fake_summary(config)
+    view = view_of(SWEEP)
+    check_points(views.sweep_points(config, summary), summary, view)
+    assert views.sweep_points(config, None) == {"ready": False}
+
+
+def test_sweep_points_of_a_summary_stored_before_best_and_keys():
+    config = config_of(SWEEP)
+    summary = fake_summary(config, seed=3)
+    new = views.sweep_points(config, summary)
+    del summary["sweep"]["best"]
+    for row in summary["sweep"]["rates"]:
+        del row["key"]
+    assert views.sweep_points(config, summary) == new
+
+
+# -- one thinned network ----------------------------------------------------------------------
+
+
+def test_thinned_view_draws_the_runs_rates():
+    config = config_of({"dataset": {"name": "digits"}, "model": {"hidden": [30, 5],
+                        "dropout": 0.2, "input_dropout": 0.1},
+                        "sweep": {"dropout": [0.0, 0.5], "target": "layer2"}})
+    row = SimpleNamespace(id="exp1")
+    t = views.thinned_view(row, config, 1, random.Random(0))
+    inputs, hidden1, hidden2, outputs = t["layers"]
+    assert [layer["size"] for layer in t["layers"]] == [64, 30, 5, 10]
+    assert [layer["shown"] for layer in t["layers"]] == [12, 12, 5, 10]
+    assert [layer["rate"] for layer in t["layers"]] == [0.1, 0.2, 0.5, 0.0]
+    assert inputs["name"] == "input (12 of 64)" and hidden2["name"] == "hidden 2"
+    assert [layer["caption"] for layer in t["layers"]] == [
+        "p=0.1, keep 0.90, ×1.11", "p=0.2, keep 0.80, ×1.25", "p=0.5, keep 0.50, ×2.00",
+        "no dropout"]
+    assert t["total"] == 17
+    assert t["kept"] == sum(u["kept"] for u in hidden1["units"] + hidden2["units"])
+    assert all(u["kept"] for u in outputs["units"])
+    assert t["label"] == "p = 0.2/0.5, inputs 0.1"
+    assert t["choices"] == [(0, "p = 0.2/0, inputs 0.1"), (1, "p = 0.2/0.5, inputs 0.1")]
+    zero = views.thinned_view(row, config, 0, random.Random(0))
+    assert all(u["kept"] for u in zero["layers"][2]["units"])  # p = 0 drops nothing
+    kept = [(a, b) for a, b in zip(t["layers"], t["layers"][1:])]
+    assert len(t["edges"]) == sum(sum(u["kept"] for u in a["units"])
+                                  * sum(v["kept"] for v in b["units"]) for a, b in kept)
+
+
+# -- the routes, on real training -------------------------------------------------------------
+
+LAYER_SWEEP = {"name": "layer sweep", "dataset": {"n_train": 50},
+               "model": {"hidden": [16, 8], "dropout": 0.2}, "train": {"epochs": 3},
+               "sweep": {"dropout": [0.0, 0.5], "target": "layer2", "repeats": 2}}
+
+
+@pytest.fixture(scope="module")
+def swept(client) -> dict:
+    res = client.post("/api/experiments", json=LAYER_SWEEP)
+    assert res.status_code == 201, res.text
+    body = finished(client, res.json()["id"])
+    assert body["status"] == "done", body.get("error")
+    return body
+
+
+@pytest.fixture(scope="module")
+def single(client) -> dict:
+    res = client.post("/api/experiments", json={**TINY, "model": {"hidden": [16],
+                                                                   "dropout": 0.3}})
+    body = finished(client, res.json()["id"])
+    assert body["status"] == "done", body.get("error")
+    return body
+
+
+def test_sweep_json_equals_the_stored_summary(client, swept):
+    res = client.get(f"/e/{swept['id']}/sweep.json")
+    assert res.status_code == 200
+    view = view_attr(client.get(f"/e/{swept['id']}").text)
+    assert view["sweep"]["points_url"] == f"/e/{swept['id']}/sweep.json"
+    check_points(res.json(), swept["summary"], view)
+    assert [s["label"] for s in view["settings"]] == ["p = 0.2/0", "p = 0.2/0.5"]
+
+
+def test_sweep_json_is_404_for_a_single_run_and_not_ready_while_training(client, single):
+    assert client.get(f"/e/{single['id']}/sweep.json").status_code == 404
+    assert client.get("/e/nope/sweep.json").status_code == 404
+    long_sweep = {"dataset": {"n_train": 2000}, "train": {"epochs": 1000},
+                  "sweep": {"dropout": [0.0, 0.5]}}
+    exp_id = start_running(client, long_sweep)
+    try:
+        assert client.get(f"/e/{exp_id}/sweep.json").json() == {"ready": False}
+    finally:
+        cancel_quietly(client, exp_id)
+
+
+def test_thinned_partial_counts_what_it_draws(client, swept):
+    for run, layer2 in ((0, "no dropout"), (2, "p=0.5, keep 0.50, ×2.00")):
+        res = client.get(f"/e/{swept['id']}/thinned?run={run}")
+        assert res.status_code == 200
+        [root] = html_tree(res.text).find_all("div", class_="thinned")
+        assert root.attrs["id"] == f"thinned-{swept['id']}"
+        assert root.attrs["hx-target"] == "this" and root.attrs["hx-swap"] == "outerHTML"
+        assert root.attrs["data-run"] == str(run)
+        svg = root.find("svg")
+        assert svg.attrs["role"] == "img" and "hidden units" in svg.attrs["aria-label"]
+        layers = root.find_all("g", class_="layer")
+        hidden = [g for g in layers if "layer-hidden" in g.classes()]
+        kept = sum(len(g.find_all("circle", class_="kept")) for g in hidden)
+        total = sum(len(g.find_all("circle")) for g in hidden)
+        assert (root.attrs["data-kept"], root.attrs["data-total"]) == (str(kept), str(total))
+        assert total == 12 + 8  # 16 units shown as 12, then 8
+        captions = [g.find("text", class_="layer-rate").text for g in layers]
+        assert captions == ["no dropout", "p=0.2, keep 0.80, ×1.25", layer2, "no dropout"]
+        assert [g.find("text", class_="layer-name").text for g in layers] == [
+            "input", "hidden 1 (12 of 16)", "hidden 2", "output"]
+        button = root.find("button", data_role="resample")
+        assert button.attrs["hx-get"] == f"/e/{swept['id']}/thinned?run={run}"
+    assert client.get(f"/e/{swept['id']}/thinned?run=4").status_code == 404
+
+
+def test_run_panel_includes_its_partials_and_the_view(client, swept):
+    page = client.get(f"/e/{swept['id']}").text
+    tree = html_tree(page)
+    [panel] = tree.find_all("section", id="run")
+    assert panel.attrs["data-exp"] == swept["id"] and panel.attrs["data-status"] == "done"
+    for gone in ("data-runs", "data-task", "data-epochs", "data-total"):
+        assert gone not in panel.attrs
+    view = view_attr(page)
+    assert set(view) == VIEW_KEYS and view["total"] == 4 * 3
+    assert panel.find("div", id=f"thinned-{swept['id']}")
+    bar = panel.find("div", id=f"statusbar-{swept['id']}")
+    assert bar.attrs["hx-trigger"] == "dp:status"
+    options = [o.text for o in panel.find("select", data_role="sweep-metric").find_all("option")]
+    assert options == [m["label"] for m in view["sweep"]["metrics"]]
+    titles = [box.find("h3").text for box in panel.find("div", class_="charts")
+              .find_all("div", class_="chart-box")]
+    assert titles == [c["title"] for c in view["charts"].values()]
+    snap = [o.text for o in panel.find("select", data_role="snap-run").find_all("option")]
+    assert snap == ["p = 0.2/0", "p = 0.2/0.5"]
+    # the setup and the results say the rates as trained
+    assert "sweep p ∈ {0, 0.5} on hidden layer 2, other layers 0.2" in html.unescape(page)
+    rows = tree.find("section", id="summary").find("tbody").find_all("tr")
+    assert [r.find("td").text for r in rows] == ["p = 0.2/0", "p = 0.2/0.5"]
+    assert [r.attrs["data-setting"] for r in rows] == [s["key"] for s in view["settings"]]
+
+
+def test_statusbar_partial_is_drawn_from_the_stored_state(client, single):
+    res = client.get(f"/e/{single['id']}/statusbar")
+    assert res.status_code == 200
+    [bar] = html_tree(res.text).find_all("div", class_="statusbar")
+    assert bar.attrs["id"] == f"statusbar-{single['id']}"
+    assert bar.attrs["hx-get"] == f"/e/{single['id']}/statusbar"
+    assert (bar.attrs["hx-trigger"], bar.attrs["hx-swap"]) == ("dp:status", "outerHTML")
+    assert bar.find(data_role="status").text == "done"
+    assert bar.find(data_role="progress").attrs["value"] == "3"
+    assert bar.find(data_role="progress-text").text == "3 / 3 epochs"
+    assert bar.find("button", data_role="stop").hidden()
+    assert bar.find("a", data_role="share").attrs["href"] == f"/e/{single['id']}"
+
+
+def test_single_run_summary_says_its_rate(client, single):
+    summary = html_tree(client.get(f"/e/{single['id']}/summary").text)
+    assert "At p = 0.3, after 3 epochs" in summary.find("section", id="summary").text
+    names = [r.find("th").text for r in summary.find("tbody").find_all("tr")]
+    assert names == ["loss", "accuracy", "F1 (macro)"]
+
+
+def test_recent_list_shows_the_planned_rates_of_a_grid_sweep(client):
+    grid = {**TINY, "model": {"hidden": [16], "dropout": 0.9},
+            "sweep": {"low": 0.1, "high": 0.3, "grid_step": 0.1}}
+    exp_id = client.post("/api/experiments", json=grid).json()["id"]
+    try:
+        rows = html_tree(client.get("/partials/recent").text).find("tbody").find_all("tr")
+        [row] = [r for r in rows if r.find("a").attrs["href"] == f"/e/{exp_id}"]
+        cells = [td.text for td in row.find_all("td")]
+        assert "sweep p ∈ {0.1, 0.2, 0.3}" in cells
+        assert "0.9" not in " ".join(cells)  # model.dropout: not what any run trained at
+    finally:
+        cancel_quietly(client, exp_id)
+
+
+def test_compare_hands_settings_over_and_says_which_runs_it_reports(client, swept, single):
+    res = client.get(f"/compare?ids={swept['id']},{single['id']}")
+    assert res.status_code == 200
+    tree = html_tree(res.text)
+    data = json.loads(tree.find(data_compare=True).attrs["data-compare"])
+    assert [d["id"] for d in data] == [swept["id"], single["id"]]
+    assert [d["letter"] for d in data] == ["A", "B"]
+    assert [d["task"] for d in data] == ["classification"] * 2
+    assert [s["label"] for s in data[0]["settings"]] == ["p = 0.2/0", "p = 0.2/0.5"]
+    assert [r["label"] for r in data[0]["runs"]] == [
+        "p = 0.2/0 · seed +0", "p = 0.2/0 · seed +1", "p = 0.2/0.5 · seed +0",
+        "p = 0.2/0.5 · seed +1"]
+    assert data[1]["runs"] == [{"index": 0, "setting": data[1]["settings"][0]["key"],
+                                "label": "p = 0.3", "fold": 0, "repeat": 0}]
+    rows = {r.find("th").text: [td.text for td in r.find_all("td")]
+            for r in tree.find("table", class_="diff").find("tbody").find_all("tr")}
+    assert not any(k.startswith(("sweep.low", "sweep.high", "train.momentum")) for k in rows)
+    assert "sweep.dropout" in rows and "sweep.target" in rows
+    best = swept["summary"]["sweep"]
+    label = "p = 0.2/0" if best["best_dropout"] == 0.0 else "p = 0.2/0.5"
+    which = rows["numbers below are"]
+    assert which == [f"best setting {label} (mean ± std of 2 runs)", "one run, p = 0.3"]
+    assert not any("run 0" in k for k in rows)
+    final = single["summary"]["runs"][0]["final"]["val_loss"]
+    assert rows["final validation loss"][1] == f"{final:.4g}"
