@@ -21,15 +21,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import astuple
 
 from app.events import Broker
-from app.store import Event, Store
+from app.store import Event, RoomRef, Store
 
 log = logging.getLogger(__name__)
 Control = Callable[[dict], None]
 
 EVENTS, CONTROL = "dp_events", "dp_control"  # NOTIFY channels
 MAX_PAYLOAD = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes and more
+BEYOND = 10**15  # an experiment seq past any reference's range: "after the whole row"
 CONNECT_TIMEOUT = 5  # seconds: a database that does not answer must not hang a thread
 
 
@@ -142,15 +144,22 @@ class PostgresBus:
                     log.exception("control message %s failed", message)
             return
         topic = message["t"]
-        if "ref" in message:  # an event too large to travel: read it from its experiment's log
-            exp_id = message.get("exp", topic)
-            events = self.store.events_after(exp_id, message["ref"] - 1, limit=1)
-            if exp_id != topic:  # a room's copy carries the experiment's id, as published
-                events = [Event(e.seq, e.kind, json.dumps({"exp": exp_id, **json.loads(e.data)}))
-                          for e in events]
+        if "ref" in message:  # an event too large to travel: read it from its log
+            events = self._reread(topic, message["ref"], message.get("room"))
         else:
-            events = [Event(seq, kind, data) for seq, kind, data in message["e"]]
+            events = [Event(seq, kind, data, RoomRef(*room) if room else None)
+                      for seq, kind, data, *room in message["e"]]
         self.broker.publish_threadsafe(topic, events)
+
+    def _reread(self, topic: str, seq: int, room: list | None) -> list[Event]:
+        """The one event at `seq` of an experiment's log or, with `room` (its RoomRef), of a
+        room's log: its own event (seq 0), or the experiment event it refers to."""
+        if room is None:
+            return self.store.events_after(topic, seq - 1, limit=1)
+        ref = RoomRef(*room)
+        if seq:
+            return self.store.room_events_after(ref.code, ref.seq, seq - 1, limit=1)
+        return self.store.room_events_after(ref.code, ref.seq - 1, BEYOND, limit=1)
 
 
 def _payloads(topic: str, events: Sequence[Event]) -> list[str]:
@@ -165,14 +174,15 @@ def _payloads(topic: str, events: Sequence[Event]) -> list[str]:
 
     size = len(json.dumps({"t": topic, "e": []}))
     for e in events:
-        item = [e.seq, e.kind, e.data]
+        room = [] if e.ref is None else list(astuple(e.ref))
+        item = [e.seq, e.kind, e.data, *room]
         item_size = len(json.dumps(item).encode()) + 2
         if size + item_size > MAX_PAYLOAD:
             flush()
             size = len(json.dumps({"t": topic, "e": []}))
-            if size + item_size > MAX_PAYLOAD:  # (a room's copy names its experiment)
-                exp_id = json.loads(e.data).get("exp", topic)
-                out.append(json.dumps({"t": topic, "ref": e.seq, "exp": exp_id}))
+            if size + item_size > MAX_PAYLOAD:
+                out.append(json.dumps({"t": topic, "ref": e.seq, **({"room": room} if room
+                                                                     else {})}))
                 continue
         batch.append(item)
         size += item_size

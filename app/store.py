@@ -36,6 +36,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    case,
     create_engine,
     event,
     func,
@@ -95,6 +96,24 @@ class RoomRow(Base):
     presenter_key: Mapped[str] = mapped_column(String(64))  # sha256 of the presenter secret
     created_at: Mapped[str] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(Text)  # JSON: challenge, locked, leaderboard, closed
+    last_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # room log
+
+
+class RoomEventRow(Base):
+    """The room's log: its own events (state, members, new experiments) and references to
+    ranges of its experiments' logs, numbered 1, 2, ... per room. An epoch is stored once, in
+    its experiment's log; the room's stream reads it through the reference."""
+
+    __tablename__ = "room_events"
+
+    room: Mapped[str] = mapped_column(ForeignKey("rooms.code", ondelete="CASCADE"),
+                                      primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "ref", or room, member, experiment
+    data: Mapped[str | None] = mapped_column(Text)  # JSON payload of a room's own event
+    experiment_id: Mapped[str | None] = mapped_column(String(32), index=True)  # a ref's
+    first: Mapped[int | None] = mapped_column(Integer)  # a ref's range of experiment seqs
+    last: Mapped[int | None] = mapped_column(Integer)
 
 
 class MemberRow(Base):
@@ -119,14 +138,32 @@ class EventRow(Base):
 
 
 @dataclass(frozen=True)
-class Event:
+class RoomRef:
+    """Where an event sits in a room's log: row `seq` of room `code`, which covers the
+    experiment events `first`..`last` (0, 0 for the room's own events)."""
+
+    code: str
     seq: int
+    first: int = 0
+    last: int = 0
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int  # in its experiment's log (0 for a room's own event)
     kind: str
     data: str  # JSON text
+    ref: RoomRef | None = None  # set when the event is also part of a room's log
 
     @property
     def final(self) -> bool:
         return self.kind in FINAL_STATUSES
+
+
+def tag(exp_id: str, data: str) -> str:
+    """An experiment's event as a room shows it: its JSON object with `exp` first."""
+    body = data[1:].lstrip()
+    return f'{{"exp": {json.dumps(exp_id)}' + (", " + body if body != "}" else "}")
 
 
 def now() -> str:
@@ -215,6 +252,16 @@ class Store:
                room: str | None = None, author: str | None = None,
                runner: str | None = None) -> str:
         """Insert a queued experiment (held by `runner`) and its first event; returns its id."""
+        return self.create_with_events(config, n_runs, total_epochs, owner, room, author,
+                                       runner)[0]
+
+    def create_with_events(self, config: dict, n_runs: int, total_epochs: int,
+                           owner: str | None, room: str | None = None,
+                           author: str | None = None, runner: str | None = None,
+                           room_entry: dict | None = None) -> tuple[str, list[Event]]:
+        """create(), also returning the events to publish. In a room, the room's log first
+        gets an `experiment` event (`room_entry`, tagged with the id), so its board knows the
+        experiment before any of its epochs."""
         exp_id = new_id()
         with self._write, self.engine.begin() as conn:
             conn.execute(insert(ExperimentRow).values(
@@ -222,8 +269,12 @@ class Store:
                 config=json.dumps(config), n_runs=n_runs, total_epochs=total_epochs,
                 epochs_done=0, owner=owner, last_seq=0, room=room, author=author, runner=runner,
             ))
-            self._append(conn, exp_id, [("status", {"status": "queued"})])
-        return exp_id
+            out = []
+            if room is not None:
+                out += self._room_append(conn, room, "experiment",
+                                         {"exp": exp_id, **(room_entry or {})})
+            out += self._append(conn, exp_id, [("status", {"status": "queued"})])
+        return exp_id, out
 
     def append(self, exp_id: str, events: Sequence[tuple[str, dict]],
                held_by: str | None = None, **fields) -> list[Event]:
@@ -248,19 +299,43 @@ class Store:
             q = q.where(ExperimentRow.status.in_(only_from))
         if held_by is not None:
             q = q.where(ExperimentRow.runner == held_by)
-        last = conn.execute(q.values(
+        got = conn.execute(q.values(
             last_seq=ExperimentRow.last_seq + n,
             epochs_done=ExperimentRow.epochs_done + sum(1 for kind, _ in events if kind == "epoch"),
             **fields,
-        ).returning(ExperimentRow.last_seq)).scalar()
-        if last is None:
+        ).returning(ExperimentRow.last_seq, ExperimentRow.room)).first()
+        if got is None:
             return []
-        out = [Event(last - n + 1 + i, kind, json.dumps(data)) for i, (kind, data) in
+        last, room = got
+        ref = None
+        if room is not None and n and any(kind != "snapshot" for kind, _ in events):
+            # the room's log gets one reference to the whole batch (snapshots stay on the
+            # experiment's page: a batch of them alone is not referenced)
+            ref = RoomRef(room, self._room_seq(conn, room), last - n + 1, last)
+            conn.execute(insert(RoomEventRow).values(
+                room=room, seq=ref.seq, kind="ref", experiment_id=exp_id, first=ref.first,
+                last=ref.last))
+        out = [Event(last - n + 1 + i, kind, json.dumps(data), ref) for i, (kind, data) in
                enumerate(events)]
         if out:
             conn.execute(insert(EventRow), [{"experiment_id": exp_id, "seq": e.seq,
                                              "kind": e.kind, "data": e.data} for e in out])
         return out
+
+    @staticmethod
+    def _room_seq(conn: Connection, code: str) -> int:
+        """The room's next log number; the update locks the room's row until commit, so
+        numbers never collide, whoever writes (as _append does for experiments)."""
+        return conn.execute(update(RoomRow).where(RoomRow.code == code)
+                            .values(last_seq=RoomRow.last_seq + 1)
+                            .returning(RoomRow.last_seq)).scalar_one()
+
+    def _room_append(self, conn: Connection, code: str, kind: str, data: dict) -> list[Event]:
+        ref = RoomRef(code, self._room_seq(conn, code))
+        text_ = json.dumps(data)
+        conn.execute(insert(RoomEventRow).values(room=code, seq=ref.seq, kind=kind,
+                                                 data=text_))
+        return [Event(0, kind, text_, ref)]
 
     def transition(self, exp_id: str, status: str, extra: dict | None = None,
                    only_from: Sequence[str] = ("queued", "running"), held_by: str | None = None,
@@ -281,8 +356,9 @@ class Store:
                                 only_from, held_by, status=status, **fields)
 
     def delete(self, exp_id: str) -> None:
-        """Remove an experiment and its events."""
+        """Remove an experiment and its events (its room's references to them too)."""
         with self._write, Session(self.engine) as s, s.begin():
+            s.execute(sa_delete(RoomEventRow).where(RoomEventRow.experiment_id == exp_id))
             s.execute(sa_delete(EventRow).where(EventRow.experiment_id == exp_id))
             s.execute(sa_delete(ExperimentRow).where(ExperimentRow.id == exp_id))
 
@@ -344,18 +420,49 @@ class Store:
         with Session(self.engine, expire_on_commit=False) as s:
             return s.get(RoomRow, code)
 
-    def set_room_state(self, code: str, state: dict) -> None:
-        with self._write, Session(self.engine) as s, s.begin():
-            s.execute(update(RoomRow).where(RoomRow.code == code)
-                      .values(state=json.dumps(state)))
+    def set_room_state(self, code: str, state: dict) -> list[Event]:
+        """Store the room's state and log it as a `room` event (returned, to publish)."""
+        with self._write, self.engine.begin() as conn:
+            conn.execute(update(RoomRow).where(RoomRow.code == code)
+                         .values(state=json.dumps(state)))
+            return self._room_append(conn, code, "room", state)
 
-    def join(self, code: str, client: str, name: str) -> None:
-        with self._write, Session(self.engine) as s, s.begin():
-            member = s.get(MemberRow, (code, client))
-            if member is None:
-                s.add(MemberRow(room=code, client=client, name=name, joined_at=now()))
-            else:
-                member.name = name
+    def join(self, code: str, client: str, name: str) -> list[Event]:
+        """Add a member (or rename one) and log a `member` event (returned, to publish)."""
+        with self._write, self.engine.begin() as conn:
+            key = {"room": code, "client": client}
+            updated = conn.execute(update(MemberRow).filter_by(**key).values(name=name))
+            if updated.rowcount == 0:
+                conn.execute(insert(MemberRow).values(**key, name=name, joined_at=now()))
+            return self._room_append(conn, code, "member", {"name": name})
+
+    def room_events_after(self, code: str, seq: int = 0, sub: int = 0,
+                          limit: int | None = None) -> list[Event]:
+        """The room's log after position (seq, sub), references expanded into their
+        experiments' events, in order: row `seq` from its experiment event after `sub` on,
+        then every later row. Snapshots keep their place with no data (rooms do not show
+        them). Each event's `ref` says where it sits."""
+        e = EventRow.__table__.alias("e")
+        r = RoomEventRow.__table__
+        data = case((e.c.kind == "snapshot", ""), else_=e.c.data)
+        q = (select(r.c.seq, r.c.kind, r.c.data, r.c.experiment_id, r.c.first, r.c.last,
+                    e.c.seq, e.c.kind, data)
+             .select_from(r.outerjoin(e, (r.c.kind == "ref")
+                                      & (e.c.experiment_id == r.c.experiment_id)
+                                      & e.c.seq.between(r.c.first, r.c.last)))
+             .where(r.c.room == code, (r.c.seq > seq) | ((r.c.seq == seq) & (e.c.seq > sub)))
+             .order_by(r.c.seq, e.c.seq))
+        if limit:
+            q = q.limit(limit)
+        out = []
+        with self.engine.connect() as conn:
+            for rseq, rkind, rdata, exp_id, first, last, eseq, ekind, edata in conn.execute(q):
+                if rkind != "ref":
+                    out.append(Event(0, rkind, rdata, RoomRef(code, rseq)))
+                elif eseq is not None:  # (a deleted experiment leaves nothing to expand)
+                    out.append(Event(eseq, ekind, tag(exp_id, edata) if edata else "",
+                                     RoomRef(code, rseq, first, last)))
+        return out
 
     def member(self, code: str, client: str) -> MemberRow | None:
         with Session(self.engine, expire_on_commit=False) as s:

@@ -23,3 +23,14 @@ def test_every_dataset_is_documented_with_its_size_limit():
 
 def test_readme_gives_the_two_setup_commands():
     assert "make serve" in README and "make test" in README
+
+
+def test_every_api_operation_is_in_the_api_reference(tmp_path):
+    from app.web.main import create_app
+
+    reference = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
+    paths = create_app(Settings(data_dir=tmp_path)).openapi()["paths"]
+    missing = [f"{method.upper()} {path}" for path, ops in paths.items() for method in ops
+               if f"`{method.upper()} {path}" not in reference]
+    assert not missing, f"operations missing from docs/api.md: {missing}"
+    assert "docs/api.md" in README

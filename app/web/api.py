@@ -8,11 +8,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field, ValidationError
 
+from app import rooms
 from app.ml.config import ExperimentConfig
 from app.store import FINAL_STATUSES
-from app.web import experiments, rooms
+from app.web import experiments
 from app.web.deps import BusDep, ClientDep, ExecutorDep, ExperimentDep, LimiterDep, StoreDep
 from app.web.errors import Conflict, Forbidden, NotFound, responses
+from app.web.rooms import room_for_play
 
 router = APIRouter(prefix="/api/experiments", tags=["experiments"],
                    responses=responses(404, 503))
@@ -27,7 +29,7 @@ def create_experiment(config: ExperimentConfig, store: StoreDep, executor: Execu
     """Start an experiment (one run, or a sweep); its page and stream are in the answer."""
     author = None
     if room:
-        room_row, state, author = rooms.room_for_play(store, room, client)
+        room_row, state, author = room_for_play(store, room, client)
         room = room_row.code
         try:
             config = rooms.apply_challenge(config, state)

@@ -26,6 +26,7 @@ from app.ml.config import (
     TrainConfig,
     describe_errors,
 )
+from app.rooms import Challenge
 
 SECTIONS: list[tuple[str, str, type[BaseModel] | None]] = [
     ("dataset", "Data", DatasetConfig),
@@ -186,17 +187,21 @@ def parse(params: Mapping[str, str]) -> dict:
         ann = (models[prefix] if prefix else ExperimentConfig).model_fields[name].annotation
         if raw == "" and key not in ("model.hidden", "name"):
             continue
-        value: Any = raw
-        pure_list = typing.get_origin(_strip_none(ann)) is list
-        if pure_list or (_is_list(ann) and "," in raw):
-            value = [v.strip() for v in raw.split(",") if v.strip()]
-        (nested.setdefault(prefix, {}) if prefix else nested)[name] = value
+        (nested.setdefault(prefix, {}) if prefix else nested)[name] = _value(raw, ann)
     sweep = nested.get("sweep")
     if sweep is not None and not any(sweep.get(k) for k in SWEEP_SOURCES) and all(
         str(sweep.get(k, "1")) == "1" for k in ("folds", "repeats")
     ):
         del nested["sweep"]  # only defaults: a single run
     return nested
+
+
+def _value(raw: str, annotation: Any) -> Any:
+    """A form's text as pydantic validates it: comma-separated for list fields."""
+    pure_list = typing.get_origin(_strip_none(annotation)) is list
+    if pure_list or (_is_list(annotation) and "," in raw):
+        return [v.strip() for v in raw.split(",") if v.strip()]
+    return raw
 
 
 def validate(params: Mapping[str, str]) -> tuple[ExperimentConfig | None, dict[str, str]]:
@@ -249,3 +254,42 @@ def config_to_query(config: ExperimentConfig) -> str:
     from urllib.parse import urlencode
 
     return urlencode(config_to_params(config), safe=",")
+
+
+# -- a workshop room's challenge: the same rules, from app.rooms.Challenge --------------------
+
+def challenge_fields(values: Mapping[str, str] | None = None,
+                     errors: Mapping[str, str] | None = None) -> list[FormField]:
+    """The presenter's challenge form: every dataset field and the epoch budget, defaults from
+    Challenge (not from the playground), values from `values` (dotted keys)."""
+    defaults = config_to_flat(Challenge().model_dump())
+    fields = [_field("dataset", n, i) for n, i in DatasetConfig.model_fields.items()]
+    fields.append(_field("", "epochs", Challenge.model_fields["epochs"]))
+    for f in fields:
+        f.default = defaults.get(f.name, f.default)
+        f.value = (values or {}).get(f.name, f.default)
+        f.error = (errors or {}).get(f.name)
+    return fields
+
+
+def parse_challenge(params: Mapping[str, str]) -> dict:
+    """The challenge form's dotted params -> the dict Challenge validates (empty = default)."""
+    nested: dict[str, Any] = {}
+    for f in challenge_fields():
+        raw = (params.get(f.name) or "").strip()
+        if raw:
+            prefix, _, name = f.name.rpartition(".")
+            ann = (DatasetConfig if prefix else Challenge).model_fields[name].annotation
+            (nested.setdefault(prefix, {}) if prefix else nested)[name] = _value(raw, ann)
+    return nested
+
+
+def config_to_flat(data: dict, prefix: str = "") -> dict[str, str]:
+    """A nested dict as the form's dotted keys and texts."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(config_to_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = to_text(value)
+    return out

@@ -9,11 +9,8 @@ presenter and participants act side by side, as in a workshop.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from conftest import (
     TINY,
@@ -21,7 +18,6 @@ from conftest import (
     experiment_count,
     finished,
     html_tree,
-    iter_sse,
     roomy_client,
 )
 from fastapi.testclient import TestClient
@@ -464,57 +460,36 @@ def test_room_codes_are_case_insensitive_everywhere(app_client, room):
     assert ada.get(f"/api/experiments/{res.json()['id']}").json()["room"] == room.code
 
 
-# -- the room's live stream, over real HTTP ------------------------------------------------------
+def test_the_leaderboard_and_board_name_the_rate_run_0_trained_at(app_client, room):
+    """A sweep is drawn by its run 0, which trains at the first swept rate: the labels say
+    that rate (they used to say model.dropout)."""
+    ada = join(app_client, room.code, "Ada")
+    config = {**TINY, "model": {"hidden": [16, 8], "dropout": 0.5},
+              "sweep": {"dropout": [0.1, 0.3], "target": "layer1"}}
+    res = ada.post(f"/api/experiments?room={room.code}", json=config)
+    assert res.status_code == 201, res.text
+    finished(app_client, res.json()["id"])
+    (entry,) = board(ada, room.code)["experiments"]
+    assert entry["rate_label"] == "p = 0.1/0.5" and entry["label"] == "16-8 relu · p = 0.1/0.5"
+    row = html_tree(ada.get(f"/rooms/{room.code}/leaderboard").text).find("tbody").find("tr")
+    assert "p = 0.1/0.5" in row.text and "0.5 " not in row.text.replace("0.1/0.5", "")
 
-def events_within(stream: httpx.Response, seconds: float):
-    """The stream's events (keep-alive comments skipped); fails once `seconds` have passed, so
-    a stream that only pings can never hang the test."""
-    deadline = time.monotonic() + seconds
-    for e in iter_sse(stream):
-        assert time.monotonic() < deadline, "the room stream went quiet"
-        if "comment" not in e:
-            yield e
 
+def test_the_challenge_form_is_generated_from_the_challenge_model(app_client, room):
+    """Every dataset field, with the challenge's own defaults and limits (none restated)."""
+    from app.ml.config import DatasetConfig
+    from app.rooms import Challenge
 
-def test_the_room_stream_says_hello_then_forwards_room_events(live_server):
-    base = live_server.url
-    timeout = httpx.Timeout(30.0)
-    with httpx.Client(base_url=base, timeout=timeout) as presenter, \
-            httpx.Client(base_url=base, timeout=timeout) as ada, \
-            httpx.Client(base_url=base, timeout=timeout) as watcher:
-        link = presenter.post("/rooms", data={"name": "live"}).headers["location"]
-        assert presenter.get(link, follow_redirects=True).status_code == 200
-        code = urlsplit(link).path.split("/")[2]
-        assert ada.post(f"/rooms/{code}/join", data={"name": "Ada"}).status_code == 303
-
-        with watcher.stream("GET", f"/api/rooms/{code}/events") as stream:
-            assert stream.status_code == 200
-            assert stream.headers["content-type"].startswith("text/event-stream")
-            events = events_within(stream, 60)
-            hello = next(events)
-            assert hello["event"] == "hello" and hello["data"] == {"code": code}
-
-            # subscribed: what happens now arrives (the room stream does not replay)
-            solo = ada.post("/api/experiments", json=TINY).json()["id"]
-            res = ada.post(f"/api/experiments?room={code}",
-                           json={**TINY, "train": {"epochs": 5}})
-            assert res.status_code == 201, res.text
-            exp_id = res.json()["id"]
-            seen = []
-            for e in events:
-                seen.append(e)
-                if e["event"] in ("done", "failed", "cancelled"):
-                    break
-            assert seen[-1]["event"] == "done"
-            assert all(e["data"]["exp"] == exp_id for e in seen)  # tagged; no other experiment
-            assert "snapshot" not in {e["event"] for e in seen}
-            epochs = [e["data"]["epoch"] for e in seen if e["event"] == "epoch"]
-            assert epochs == [1, 2, 3, 4, 5]
-            assert {"status"} <= {e["event"] for e in seen}
-
-            # a presenter's change reaches every board at once
-            res = presenter.post(f"/api/rooms/{code}/settings", json={"locked": True})
-            assert res.status_code == 200, res.text
-            room_event = next(e for e in events if e["event"] == "room")
-            assert room_event["data"]["locked"] is True
-        assert httpx.get(f"{base}/api/experiments/{solo}", timeout=10).json()["room"] is None
+    form = html_tree(room.presenter.get(f"/rooms/{room.code}/present").text).find(
+        "form", class_="challenge-form")
+    names = [f.attrs["name"] for f in form.find_all("input") + form.find_all("select")]
+    assert set(names) == {f"dataset.{n}" for n in DatasetConfig.model_fields} | {"epochs"}
+    assert form.find("input", name="dataset.n_train").attrs["value"] == str(
+        Challenge().dataset.n_train)
+    assert form.find("input", name="epochs").attrs["max"] == str(
+        Challenge.model_fields["epochs"].metadata[1].le)
+    settings(room, challenge=CHALLENGE)
+    form = html_tree(room.presenter.get(f"/rooms/{room.code}/present").text).find(
+        "form", class_="challenge-form")
+    assert form.find("option", selected=True).attrs["value"] == "circles"
+    assert form.find("input", name="epochs").attrs["value"] == "20"

@@ -110,10 +110,9 @@ def test_a_room_board_on_one_server_sees_what_happens_on_another(pair):
     board: list[dict] = []
     watcher = stream(b, f"/api/rooms/{code}/events", board,
                      until=lambda e: e["event"] == "room")
-    wait_until(lambda: board and board[0]["event"] == "hello", 10)  # subscribed
-
     participant = httpx.Client(base_url=a.url, timeout=10)
     participant.post(f"/rooms/{code}/join", data={"name": "Ada"})
+    wait_until(lambda: board and board[0]["event"] == "member", 10)  # following the room
     res = participant.post(f"/api/experiments?room={code}", json=TINY)
     exp_id = res.json()["id"]
     wait_until(lambda: any(e["event"] == "done" for e in board), 60)

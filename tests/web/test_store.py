@@ -1,9 +1,8 @@
-"""The store on both databases it supports (SQLite, PostgreSQL), its Alembic migrations, the
-runner bookkeeping that lets several servers share one database, and the NOTIFY bus."""
+"""The store on both databases it supports (SQLite, PostgreSQL), its Alembic migrations, and the
+runner bookkeeping that lets several servers share one database (the bus: tests/test_bus.py)."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -14,8 +13,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from app.bus import MAX_PAYLOAD, PostgresBus, _payloads
-from app.store import MIGRATIONS, Base, Event, Store, engine_for
+from app.store import MIGRATIONS, Base, Store, engine_for
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -32,11 +30,11 @@ def revision(store: Store) -> str:
 
 def test_a_new_database_gets_every_migration(db_url):
     store = Store(db_url)
-    assert revision(store) == "0003"
+    assert revision(store) == "0004"
     tables = set(inspect(store.engine).get_table_names())
     assert {"experiments", "events", "rooms", "members", "runners"} <= tables
     Store(db_url)  # opening it again changes nothing
-    assert revision(store) == "0003"
+    assert revision(store) == "0004"
 
 
 def test_the_migrations_build_exactly_the_schema_the_models_describe(db_url):
@@ -55,7 +53,7 @@ def test_migrations_go_down_and_up_again(db_url):
         command.downgrade(cfg, "0001")
         assert "runner" not in {c["name"] for c in inspect(conn).get_columns("experiments")}
         command.upgrade(cfg, "head")
-    assert revision(store) == "0003"
+    assert revision(store) == "0004"
 
 
 def test_a_database_from_before_migrations_is_upgraded_and_keeps_its_data(tmp_path):
@@ -72,7 +70,7 @@ def test_a_database_from_before_migrations_is_upgraded_and_keeps_its_data(tmp_pa
                           "'done', 'kept', '{}', 1, 3, 3, NULL, NULL, 'me', 0)"))
     engine.dispose()
     store = Store(url)
-    assert revision(store) == "0003"
+    assert revision(store) == "0004"
     row = store.get("old")
     assert row.name == "kept" and row.runner is None and row.room is None
 
@@ -135,57 +133,3 @@ def test_sqlite_has_one_server_so_everything_not_mine_is_an_orphan(tmp_path):
     old = store.create({}, 1, 1, None, runner="before-the-crash")
     assert [r.id for r in store.orphans("now", stale_after=30)] == [old]
 
-
-# -- the bus ----------------------------------------------------------------------------------
-
-
-def test_payloads_fit_notify_and_keep_every_event_in_order():
-    events = [Event(i, "epoch", json.dumps({"run": i, "x": "y" * 300})) for i in range(1, 80)]
-    big = Event(80, "snapshot", json.dumps({"surface": "z" * 9000}))
-    payloads = _payloads("exp", [*events, big])
-    assert len(payloads) > 1 and all(len(p.encode()) < MAX_PAYLOAD + 100 for p in payloads)
-    carried = [item[0] for p in payloads for item in json.loads(p).get("e", [])]
-    assert carried == list(range(1, 80))
-    assert json.loads(payloads[-1]) == {"t": "exp", "ref": 80, "exp": "exp"}
-
-
-class Recorder:
-    """Stands where the broker stands: records what the bus hands over."""
-
-    def __init__(self):
-        self.got: list[tuple[str, list[Event]]] = []
-
-    def publish_threadsafe(self, topic, events):
-        self.got.append((topic, list(events)))
-
-
-def test_the_postgres_bus_carries_events_and_control_to_every_process(postgres):
-    url = postgres.new_database()
-    store = Store(url)
-    exp_id = store.create({}, 1, 1, None)
-    big = store.append(exp_id, [("snapshot", {"surface": "z" * 9000})])
-    brokers, controls = [Recorder(), Recorder()], []
-    buses = [PostgresBus(url, b, store, on_control=controls.append) for b in brokers]
-    for bus in buses:
-        bus.start()
-    try:
-        sent = [Event(1, "epoch", '{"epoch": 1}'), Event(2, "epoch", '{"epoch": 2}')]
-        buses[0].publish("some-exp", sent)
-        buses[0].publish(exp_id, big)  # too large for NOTIFY: read back from the log
-        # a room's copy of it (tagged with the experiment) is read back and tagged again
-        tagged = [Event(e.seq, e.kind, json.dumps({"exp": exp_id, **json.loads(e.data)}))
-                  for e in big]
-        buses[0].publish("room:ABC", tagged)
-        buses[1].control({"cancel": "some-exp"})
-
-        def arrived():
-            return all(len(b.got) == 3 for b in brokers) and len(controls) == 2
-        deadline = time.monotonic() + 10
-        while not arrived() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        for b in brokers:  # the sender hears its own events too
-            assert b.got == [("some-exp", sent), (exp_id, big), ("room:ABC", tagged)]
-        assert controls == [{"cancel": "some-exp"}] * 2
-    finally:
-        for bus in buses:
-            bus.stop()
