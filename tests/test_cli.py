@@ -1,10 +1,16 @@
-"""`python -m app train CONFIG.json` in a real subprocess: stdout lines, stderr, exit status."""
+"""The command line in real subprocesses: `train CONFIG.json` (stdout lines, stderr, exit
+status), `submit --server URL CONFIG.json` against a real server, and `python -m app` beside
+the console script."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -122,3 +128,125 @@ def test_missing_file_exits_2(tmp_path):
     assert proc.returncode == 2
     assert "cannot read" in proc.stderr and "nope.json" in proc.stderr
     assert proc.stdout == ""
+
+
+# -- submit: to a real server ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A server whose runs may last 4 s at most (DP_MAX_RUN_SECONDS): a long run fails."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = tmp_path_factory.mktemp("submit")
+    env = {**os.environ, "DP_WORKERS": "1", "DP_THREADS_PER_WORKER": "1",
+           "DP_MAX_RUN_SECONDS": "4"}
+    log = (data / "server.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port),
+                             "--data-dir", str(data)], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as res:
+                if json.loads(res.read())["workers_ready"]:
+                    break
+        except OSError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(15)
+
+
+def run_submit(server: str, path: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app", "submit", "--server", server, path],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_submit_follows_the_run_and_prints_its_share_link(server, tmp_path):
+    config = {"dataset": {"name": "moons", "n_train": 40}, "model": {"hidden": [8]},
+              "train": {"epochs": 3, "batch_size": 16}, "sweep": {"dropout": [0.0, 0.5]}}
+    proc = run_submit(server, write_config(tmp_path, config))
+    assert proc.returncode == 0, proc.stderr
+    link = proc.stdout.strip()
+    assert link.startswith(f"{server}/e/") and "\n" not in link
+    assert "6/6" in proc.stderr and "100%" in proc.stderr  # the progress bar, epoch by epoch
+    exp = json.loads(urllib.request.urlopen(f"{server}/api/experiments/{link.rsplit('/', 1)[1]}")
+                     .read())
+    assert exp["status"] == "done" and len(exp["runs"]) == 2
+
+
+def test_submit_of_a_refused_config_names_the_field_and_exits_2(server, tmp_path):
+    proc = run_submit(server, write_config(tmp_path, {"model": {"dropout": 1.5}}))
+    assert proc.returncode == 2
+    assert "model.dropout:" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_submit_of_a_run_that_fails_exits_1(server, tmp_path):
+    long = {"dataset": {"n_train": 2000}, "train": {"epochs": 1000}}  # over the 4 s limit
+    proc = run_submit(server, write_config(tmp_path, long))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.strip().startswith(f"{server}/e/")  # the link, to see what it did
+    assert "failed" in proc.stderr
+
+
+def test_submit_to_no_server_exits_1(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    proc = run_submit(f"http://127.0.0.1:{port}", write_config(tmp_path, {}))
+    assert proc.returncode == 1 and "cannot reach" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_usage_names_the_command_as_it_was_started():
+    proc = subprocess.run([sys.executable, "-m", "app", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m app")
+    assert all(cmd in proc.stdout for cmd in ("serve", "train", "submit"))
+
+
+def test_the_readme_python_example_runs_from_a_folder_holding_an_app_py(tmp_path):
+    """The notebook API's module name never collides with a folder's own app.py (the wheel's
+    install is checked the same way in tests/test_install.py)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## From Python (notebooks)", 1)[1].split("\n## ", 1)[0]
+    code = "\n".join(line[4:] for line in section.splitlines() if line.startswith("    "))
+    (tmp_path / "app.py").write_text('raise SystemExit("the folder\'s own app.py was imported")\n')
+    (tmp_path / "example.py").write_text(code)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # as an editable install puts it on the path
+    proc = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    *_, last_row, best = proc.stdout.strip().splitlines()
+    assert "'run': 1" in last_row and "'epoch': 20" in last_row and best in ("0.0", "0.5")
+
+
+def test_the_python_api_says_so_when_another_app_module_came_first(tmp_path):
+    (tmp_path / "app.py").write_text("VALUE = 1\n")
+    code = "import app\nimport dropout_playground\n"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 1
+    assert "ImportError: a module named 'app' is already imported" in proc.stderr
+
+
+def test_the_python_api_validates_and_trains(tmp_path):
+    import dropout_playground as dp
+
+    config = {"dataset": {"name": "sine", "n_train": 30}, "model": {"hidden": [8]},
+              "train": {"epochs": 2}}
+    assert dp.validate(config)["train"]["batch_size"] == 32  # defaults filled in
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    result = dp.train(path, threads=1)
+    assert result.status == "done" and result.runs == 1
+    assert [r["epoch"] for r in result.rows] == [1, 2] and "val_r2" in result.rows[0]
+    assert result.summary["metric"] == "val_r2"
+    with pytest.raises(ValueError, match="dataset.name"):
+        dp.validate({"dataset": {"name": "imagenet"}})

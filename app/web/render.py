@@ -8,20 +8,25 @@ from the routers so that any of them can render without importing another (no cy
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+from app.web.assets import Assets, package_dir
+
+TEMPLATES = package_dir("templates")  # the wheel's package data, or the checkout's folder
 
 
-def make_templates() -> Jinja2Templates:
+def make_templates(assets: Assets | None = None) -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.filters["tojson_attr"] = lambda v: json.dumps(v, separators=(",", ":"))
     templates.env.globals["fmt"] = fmt
+    assets = assets or Assets()
+    # {{ asset("js/main.js") }}: the file's content-hashed URL (app/web/assets.py)
+    templates.env.globals["asset"] = assets.url
+    templates.env.globals["preload"] = assets.preload
     return templates
 
 

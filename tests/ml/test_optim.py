@@ -1,11 +1,17 @@
-"""FusedOptimizer against torch.optim, step by step on random parameters and gradients."""
+"""FusedOptimizer against torch.optim, step by step on random parameters and gradients; and
+its guard: a private kernel that fails its check (forced here) leaves training on public
+torch.optim with every run's own weight decay."""
 
 from __future__ import annotations
+
+import logging
 
 import pytest
 import torch
 
-from app.ml.optim import FusedOptimizer, reference_optimizer
+from app.ml.config import ExperimentConfig
+from app.ml.optim import KERNELS, FusedOptimizer, kernel_ok, reference_optimizer
+from app.ml.train import train
 
 SHAPES = [(3, 5, 7), (3, 1, 7), (3, 7, 2), (11,)]
 
@@ -105,3 +111,99 @@ def test_per_member_weight_decay_equals_one_optimizer_per_member(kind, cls, extr
         for k in range(3):
             for p, ref in zip(stacked, members[k], strict=True):
                 torch.testing.assert_close(p[k], ref, rtol=1e-6, atol=1e-6)
+
+
+# -- the guard around the private kernels -------------------------------------------------------
+
+
+@pytest.fixture
+def broken(monkeypatch):
+    """Call with a kind ("adam", ...) and a replacement: that kernel is replaced for the test,
+    and the once-per-process check is forgotten before and after."""
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("forced: this build's kernel is broken")
+
+    def make(kind: str, replacement=fail) -> None:
+        monkeypatch.setattr(torch, KERNELS[kind], replacement)
+        kernel_ok.cache_clear()
+
+    yield make
+    kernel_ok.cache_clear()
+
+
+@pytest.mark.parametrize("kind", sorted(KERNELS))
+def test_the_kernels_pass_their_check_on_this_torch(kind):
+    kernel_ok.cache_clear()
+    assert kernel_ok(kind)
+    assert FusedOptimizer(params(0), kind, 1e-3).fallback is None
+
+
+@pytest.mark.parametrize("kind", sorted(KERNELS))
+def test_a_failing_kernel_is_noticed_and_torch_optim_steps_instead(kind, broken, caplog):
+    broken(kind)
+    with caplog.at_level(logging.WARNING, logger="app.ml.optim"):
+        assert not kernel_ok(kind)
+    assert "forced: this build's kernel is broken" in caplog.text
+    assert isinstance(FusedOptimizer(params(0), kind, 1e-3).fallback, torch.optim.Optimizer)
+    others = set(KERNELS) - {kind}
+    assert all(kernel_ok(k) for k in others)  # each kind is judged on its own
+
+
+@pytest.mark.parametrize("kind", sorted(KERNELS))
+def test_a_kernel_that_computes_something_else_is_not_used(kind, broken):
+    broken(kind, lambda *args, **kwargs: None)  # runs without error, updates nothing
+    assert not kernel_ok(kind)
+
+
+def test_a_missing_kernel_is_not_used(broken, monkeypatch):
+    monkeypatch.delattr(torch, KERNELS["adamw"])
+    kernel_ok.cache_clear()
+    assert not kernel_ok("adamw")
+
+
+SWEEP = {"dataset": {"name": "moons", "n_train": 60}, "model": {"hidden": [16]},
+         "train": {"epochs": 4, "batch_size": 16},
+         "sweep": {"dropout": [0.0, 0.5], "weight_decay": [0.0, 0.05]}}
+OPTIMIZERS = {"adam": {"optimizer": "adam", "lr": 0.01},
+              "adamw": {"optimizer": "adamw", "lr": 0.01},
+              "sgd": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9}}
+
+
+def _config(kind: str, **override) -> ExperimentConfig:
+    raw = {**SWEEP, "train": {**SWEEP["train"], **OPTIMIZERS[kind]}, **override}
+    return ExperimentConfig.model_validate(raw)
+
+
+def _epochs(result) -> list[list[dict]]:
+    return [run.epochs for run in result.runs]
+
+
+def _assert_close(a: list[dict], b: list[dict]) -> None:
+    assert [e["epoch"] for e in a] == [e["epoch"] for e in b]
+    for x, y in zip(a, b, strict=True):
+        for key, value in x.items():
+            assert y[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+
+
+@pytest.mark.parametrize("kind", sorted(KERNELS))
+def test_a_dropout_x_weight_decay_sweep_keeps_each_runs_decay_without_the_kernel(kind, broken):
+    """torch.optim has one decay per parameter group, and a sweep is one stacked model: with the
+    kernel forced to fail, each run of the sweep must still train as the same run alone (which
+    gives its decay to torch.optim itself) and as the sweep with the kernel did."""
+    config = _config(kind)
+    with_kernel = _epochs(train(config))
+    broken(kind)
+    without = train(config)
+    specs = [run.spec for run in without.runs]
+    assert len({(s.dropout, s.weight_decay) for s in specs}) == 4
+    for run, kernel_epochs in zip(without.runs, with_kernel, strict=True):
+        _assert_close(run.epochs, kernel_epochs)
+        s = run.spec
+        alone = _config(kind, model={**SWEEP["model"], "dropout": s.dropout}, sweep=None)
+        alone.train.weight_decay = s.weight_decay
+        _assert_close(run.epochs, train(alone).runs[0].epochs)
+    # the decays made a difference, so the comparison above could have failed
+    by_decay = {s.weight_decay: run.epochs[-1]["train_loss"]
+                for s, run in zip(specs, without.runs, strict=True) if s.dropout == 0.0}
+    assert by_decay[0.0] != pytest.approx(by_decay[0.05], rel=1e-3)
