@@ -83,13 +83,15 @@ class DatasetConfig(_Strict):
     )
     noise: float = Field(
         0.2, ge=0.0, le=2.0,
-        description="Standard deviation of Gaussian noise added to the inputs of the 2-D toy "
-        "sets, or to the targets of sine (input units). Ignored by the real tables.",
+        description="Standard deviation of Gaussian noise: jitter added to the inputs of "
+        "moons, circles, spirals and xor (input units); added on top of the blobs' own spread "
+        "(0.35) for gaussians; added to the targets of sine (target units). Ignored by the "
+        "noise dataset and the real tables.",
     )
     label_noise: float = Field(
         0.0, ge=0.0, le=0.5,
-        description="Fraction of training labels flipped to a wrong class "
-        "(validation stays clean).",
+        description="Probability that each training label is flipped to a wrong class, so "
+        "the expected fraction flipped (validation and test stay clean). Classification only.",
     )
     extra_features: int = Field(
         0, ge=0, le=100,
@@ -166,7 +168,10 @@ class TrainConfig(_Strict):
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="Momentum (SGD only).")
     weight_decay: float = Field(
         0.0, ge=0.0, le=1.0,
-        description="L2 penalty coefficient (decoupled decay for AdamW), on all parameters.",
+        description="Weight decay on all parameters. Adam and SGD add weight_decay × w to the "
+        "gradient: an L2 penalty of weight_decay/2 × ‖w‖² on the loss. AdamW decays the "
+        "weights directly (decoupled): each step shrinks w by lr × weight_decay × w, which "
+        "with Adam's rescaled steps is not an L2 penalty.",
     )
     l1: float = Field(
         0.0, ge=0.0, le=1.0,
@@ -208,15 +213,25 @@ class SweepConfig(_Strict):
     )
     weight_decay: list[Annotated[float, Field(ge=0.0, le=1.0)]] | None = Field(
         None, min_length=1, max_length=MAX_RUNS,
-        description="L2 values crossed with every rate (dropout x weight decay grid); "
-        "default: train.weight_decay only.",
+        description="Weight decay values (see train.weight_decay) crossed with every rate "
+        "(dropout x weight decay grid); default: train.weight_decay only.",
     )
     folds: int = Field(
         1, ge=1, le=10,
         description="k-fold cross-validation: with k > 1 each run trains on k-1 parts of the "
         "training examples and validates on the remaining part.",
     )
-    repeats: int = Field(1, ge=1, le=20, description="Seeds per setting (train.seed, +1, ...).")
+    repeats: int = Field(
+        1, ge=1, le=20,
+        description="Runs per setting, each with other seeds (repeat i adds i to the seeds that "
+        "repeat_seeds names): their spread shows how much a result owes to chance.",
+    )
+    repeat_seeds: Literal["train", "data", "both"] = Field(
+        "train",
+        description="What each repeat reseeds: train (train.seed + i: initial weights, data "
+        "order, dropout masks), data (dataset.seed + i: a new draw of the dataset and its "
+        "split), or both. With data or both, the spread includes the data's variance.",
+    )
 
     @model_validator(mode="after")
     def _one_source_of_rates(self) -> SweepConfig:

@@ -61,9 +61,10 @@ $config
 
 $about
 SEED = $seed  # seeds the initial weights and data order (torch) and the dropout masks (numpy)
+DATA_SEED = $data_seed  # draws and splits the dataset (a sweep's repeats may replace CONFIG's)
 LAYER_RATES = $layer_rates  # dropout rate p of each hidden layer (a sweep may replace CONFIG's)
 INPUT_RATE = $input_rate  # dropout rate p of the input features (a sweep may replace CONFIG's)
-WEIGHT_DECAY = $weight_decay  # L2 penalty, decoupled for AdamW (a sweep may replace CONFIG's)
+WEIGHT_DECAY = $weight_decay  # L2 (Adam, SGD) or decoupled (AdamW) decay; a sweep may replace it
 $fold_constants
 
 $rule
@@ -233,7 +234,7 @@ if __name__ == "__main__":
 
 _LOAD = '''\
     d = CONFIG["dataset"]
-    data = load(d["name"], d["n_train"], noise=d["noise"], seed=d["seed"],
+    data = load(d["name"], d["n_train"], noise=d["noise"], seed=DATA_SEED,
                 label_noise=d["label_noise"], extra_features=d["extra_features"])'''
 
 _MAKE_DATA = Template('''\
@@ -256,7 +257,7 @@ def make_data():
     fold never leaks into the scaling; the test split is the dataset's own.
     """
 $load
-    held = fold_indices(len(data.train.y), FOLDS, d["seed"])[FOLD]
+    held = fold_indices(len(data.train.y), FOLDS, DATA_SEED)[FOLD]
     splits = fold_split(data, held)  # from the dataset code above, as the playground does
     return data.info, [(torch.from_numpy(s.x), torch.from_numpy(s.y)) for s in splits]''')
 
@@ -284,6 +285,7 @@ def script_for(config: ExperimentConfig, run: int = 0) -> str:
         config=_json(config.model_dump(mode="json")),
         about=_about(config, spec, len(specs)),
         seed=spec.seed,
+        data_seed=spec.data_seed,
         layer_rates=json.dumps(list(spec.layer_rates)),
         input_rate=repr(float(spec.input_rate)),
         weight_decay=repr(float(spec.weight_decay)),
@@ -300,8 +302,10 @@ def _about(config: ExperimentConfig, spec: RunSpec, n_runs: int) -> str:
     which = (f"run {spec.index} (counting from 0) of the {n_runs} runs{of}" if n_runs > 1
              else f"the only run{of}")
     seed = f"seed {spec.seed}"
-    if config.sweep and config.sweep.repeats > 1:
+    if config.sweep and config.sweep.repeats > 1 and config.sweep.repeat_seeds != "data":
         seed += f" (train.seed + repeat {spec.repeat})"
+    if config.sweep and config.sweep.repeats > 1 and config.sweep.repeat_seeds != "train":
+        seed += f", data seed {spec.data_seed} (dataset.seed + repeat {spec.repeat})"
     rates = list(spec.layer_rates)
     if not rates:
         hidden = "no hidden layers"

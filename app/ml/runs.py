@@ -28,9 +28,10 @@ class RunSpec:
     layer_rates: tuple[float, ...]  # dropout rate p of each hidden layer
     input_rate: float  # dropout rate p of the inputs
     fold: int  # 0-based fold held out for validation; 0 when there is no cross-validation
-    repeat: int  # 0-based repeat; the run's seed is train.seed + repeat
-    seed: int
-    weight_decay: float  # L2 coefficient of this run (a sweep may cross rates with it)
+    repeat: int  # 0-based repeat; it adds to train.seed, dataset.seed or both (repeat_seeds)
+    seed: int  # training seed: initial weights, data order, dropout masks
+    weight_decay: float  # weight decay of this run (a sweep may cross rates with it)
+    data_seed: int = 0  # seed the run's dataset is drawn and split with
 
 
 def run_dict(spec: RunSpec, epochs: list[dict], test: dict | None = None,
@@ -42,13 +43,19 @@ def run_dict(spec: RunSpec, epochs: list[dict], test: dict | None = None,
 
 
 def plan_runs(config: ExperimentConfig) -> list[RunSpec]:
-    """Every run of the experiment, in a stable order: rate, weight decay, repeat, fold."""
+    """Every run of the experiment, in a stable order: rate, weight decay, repeat, fold.
+
+    Repeat i adds i to train.seed, to dataset.seed, or to both (sweep.repeat_seeds): a repeat
+    over data seeds trains on its own draw of the dataset, as the same run alone would.
+    """
     model, sweep = config.model, config.sweep
     rates: list[float | None] = (sweep.rates(config.train.seed) if sweep else None) or [None]
     decays = (sweep.weight_decay if sweep else None) or [config.train.weight_decay]
     target = sweep.target if sweep else "hidden"
     folds = sweep.folds if sweep else 1
     repeats = sweep.repeats if sweep else 1
+    reseed = sweep.repeat_seeds if sweep else "train"
+    step_train, step_data = int(reseed != "data"), int(reseed != "train")
     runs = []
     for rate in rates:
         layer_rates, input_rate = _place(rate, target, model.layer_rates(), model.input_dropout)
@@ -59,8 +66,10 @@ def plan_runs(config: ExperimentConfig) -> list[RunSpec]:
                         index=len(runs),
                         dropout=model.dropout if rate is None else rate,
                         layer_rates=tuple(layer_rates), input_rate=input_rate,
-                        fold=fold, repeat=repeat, seed=config.train.seed + repeat,
+                        fold=fold, repeat=repeat,
+                        seed=config.train.seed + step_train * repeat,
                         weight_decay=decay,
+                        data_seed=config.dataset.seed + step_data * repeat,
                     ))
     return runs
 
@@ -81,8 +90,9 @@ def _place(rate: float | None, target: str, layer_rates: list[float],
 def fold_indices(n: int, folds: int, seed: int) -> list[np.ndarray]:
     """Split range(n) into `folds` disjoint parts covering it, shuffled by seed.
 
-    Parts differ in size by at most one. Every rate and repeat sees the same folds, so rates are
-    compared on identical data (a paired comparison).
+    Parts differ in size by at most one, and their sizes do not depend on the seed. The seed is
+    the dataset's: every rate (and every repeat over training seeds) sees the same folds, so
+    rates are compared on identical data (a paired comparison).
     """
     order = np.random.default_rng(seed).permutation(n)
     return [np.sort(part) for part in np.array_split(order, folds)]
@@ -158,9 +168,9 @@ class Setting:
     dropout: float | list[float]  # the rate as chosen or swept (RunSpec.dropout)
     weight_decay: float
     label: str  # the rates its runs trained at, e.g. "p = 0.5", "p = 0.2/0.5, inputs 0.1",
-    # with ", L2 = 0.01" added when the experiment's settings differ in weight decay
+    # with ", weight decay 0.01" added when the experiment's settings differ in weight decay
     runs: tuple[int, ...]  # run indices, in plan order
-    rates: str = ""  # the label without the L2 part: the rates alone
+    rates: str = ""  # the label without the weight decay part: the rates alone
 
 
 def setting_key(dropout: float | list[float], weight_decay: float | None) -> str:
@@ -197,8 +207,8 @@ def settings_of(specs: list[RunSpec]) -> list[Setting]:
     """The settings of an experiment, in plan order: its runs grouped by (rate, weight decay).
 
     Every run of a setting trains at the same rates, so the setting's label is its first
-    run's rate_label; ", L2 = ..." is added when the experiment's settings differ in weight
-    decay. An input sweep (input rates differ, hidden rates do not) leads with the inputs.
+    run's rate_label; ", weight decay ..." is added when the experiment's settings differ in
+    weight decay. An input sweep (input rates differ, hidden rates do not) leads with the inputs.
     """
     groups: dict[str, list[RunSpec]] = {}
     for s in specs:
@@ -210,7 +220,7 @@ def settings_of(specs: list[RunSpec]) -> list[Setting]:
     for key, group in groups.items():
         first = group[0]
         rates = rate_label(first, inputs_first=inputs_first)
-        label = rates + (f", L2 = {first.weight_decay:g}" if decays else "")
+        label = rates + (f", weight decay {first.weight_decay:g}" if decays else "")
         out.append(Setting(key=key, dropout=first.dropout, weight_decay=first.weight_decay,
                            label=label, runs=tuple(s.index for s in group), rates=rates))
     return out

@@ -42,19 +42,28 @@ def _loss(epoch: dict) -> float:
     return math.inf if v is None else v
 
 
+FIT_ACCURACY = 0.99  # training accuracy at which a classifier has (nearly) memorized its data
+
+
 def run_summary(epochs: Sequence[dict], task: str) -> dict:
-    """Final epoch's metrics and the epoch with the lowest validation loss."""
+    """Final epoch's metrics, the epoch with the lowest validation loss, and for a classifier
+    `fit_epoch`: the first epoch whose training accuracy (eval mode) reached FIT_ACCURACY
+    (None if none did), i.e. when it had memorized its training set."""
     if not epochs:
         return {"epochs_trained": 0}
     best = min(epochs, key=_loss)
     score = primary_metric(task)
-    return {
+    out = {
         "epochs_trained": len(epochs),
         "final": {k: v for k, v in epochs[-1].items() if k != "epoch"},
         "best_epoch": best["epoch"],
         "best_val_loss": best["val_loss"],
         f"best_{score}": best[score],
     }
+    if task == "classification":
+        out["fit_epoch"] = next((e["epoch"] for e in epochs
+                                 if (e.get("train_acc") or 0.0) >= FIT_ACCURACY), None)
+    return out
 
 
 def _mean_std(values: list[float | None]) -> dict:
@@ -66,6 +75,9 @@ def _mean_std(values: list[float | None]) -> dict:
     mean = sum(values) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
     return {"mean": mean, "std": std, "n": n}
+
+
+mean_std = _mean_std  # the one sample statistic, for callers outside this module
 
 
 def sweep_summary(runs: Sequence[dict], task: str) -> dict:

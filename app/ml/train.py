@@ -1,7 +1,8 @@
 """The trainer: mini-batch training of every run of an experiment, with metrics after each epoch.
 
 Runs that share a training-set size train together as one StackedMLP (a sweep is one batched
-model); each member still sees exactly its own data order, masks and initialisation. After every
+model); each member still sees exactly its own data order, masks and initialisation, and its
+own data where members differ in fold or data seed. After every
 epoch the trainer measures, in eval mode (no dropout, under no_grad), the loss and accuracy (or
 R²) over the whole training set and the validation set, and reports them through `on_epoch`.
 `train_loss_dropout` is the other number: the mean mini-batch loss with dropout on, as seen by
@@ -83,14 +84,13 @@ def train(
     on_epoch = on_epoch or (lambda rows: None)
     should_stop = should_stop or (lambda: False)
     d = config.dataset
-    data = datasets.load(d.name, d.n_train, d.noise, d.seed, d.label_noise, d.extra_features)
     specs = plan_runs(config)
     results = {spec.index: RunResult(spec) for spec in specs}
     snap_runs: set[int] = set()
     if on_snapshot and datasets.picture(d.name, d.extra_features):
         snap_runs = snapshot_runs(specs)
     try:
-        for group in _groups(config, list(results.values()), data, max_members):
+        for group in _groups(config, list(results.values()), max_members):
             group.fit(config, on_epoch, should_stop, on_snapshot, snap_runs)
     except Cancelled:
         return ExperimentResult("cancelled", list(results.values()))
@@ -232,23 +232,34 @@ def _measure(model: StackedMLP, data: _Data, task: str, detailed: bool) -> dict[
         return metrics.regression(out, data.y)
 
 
-def _groups(config: ExperimentConfig, results: list[RunResult], data: datasets.Dataset,
+def _groups(config: ExperimentConfig, results: list[RunResult],
             max_members: int) -> Iterator[_Group]:
-    """Split runs into groups that can share one stacked model."""
+    """Split runs into groups that can share one stacked model: runs with the same number of
+    training examples (folds may differ by one). Members of a group share their data (one
+    dataset, no folds) or each get their own (fold_split of their own data seed's dataset)."""
+    d = config.dataset
+    loaded: dict[int, datasets.Dataset] = {}
+
+    def data_of(seed: int) -> datasets.Dataset:
+        if seed not in loaded:
+            loaded[seed] = datasets.load(d.name, d.n_train, d.noise, seed, d.label_noise,
+                                         d.extra_features)
+        return loaded[seed]
+
     folds = config.sweep.folds if config.sweep else 1
-    if folds == 1:
-        for chunk in _chunks(results, max_members):
-            k = len(chunk)
-            yield _Group(chunk, _Data.of(data.train, k), _Data.of(data.val, k),
-                         _Data.of(data.test, k), data.task)
-        return
-    parts = fold_indices(len(data.train.y), folds, config.dataset.seed)
     by_size: dict[int, list[RunResult]] = {}
-    for r in results:
-        by_size.setdefault(len(data.train.y) - len(parts[r.spec.fold]), []).append(r)
+    for r in results:  # fold sizes depend on n and the fold only (runs.fold_indices)
+        held = len(fold_indices(d.n_train, folds, 0)[r.spec.fold]) if folds > 1 else 0
+        by_size.setdefault(d.n_train - held, []).append(r)
     for size_group in by_size.values():
         for chunk in _chunks(size_group, max_members):
-            yield _fold_group(chunk, data, parts)
+            seeds = {r.spec.data_seed for r in chunk}
+            if folds == 1 and len(seeds) == 1:
+                data, k = data_of(seeds.pop()), len(chunk)
+                yield _Group(chunk, _Data.of(data.train, k), _Data.of(data.val, k),
+                             _Data.of(data.test, k), data.task)
+            else:
+                yield _own_data_group(chunk, data_of, folds)
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
@@ -256,13 +267,22 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[i:i + size]
 
 
-def _fold_group(chunk: list[RunResult], data: datasets.Dataset, parts: list[np.ndarray]) -> _Group:
-    """Per-member data for cross-validation (datasets.fold_split: train on the other folds,
-    validate on this one, each member re-standardized on its own training rows)."""
-    splits = [datasets.fold_split(data, parts[r.spec.fold]) for r in chunk]
+def _own_data_group(chunk: list[RunResult], data_of: Callable[[int], datasets.Dataset],
+                    folds: int) -> _Group:
+    """Per-member data: each member's dataset drawn with its own data seed and, with
+    cross-validation, its fold of it (datasets.fold_split: train on the other folds, validate
+    on this one, re-standardized on its own training rows), stacked (K, n, D)."""
+    splits = []
+    for r in chunk:
+        data = data_of(r.spec.data_seed)
+        if folds > 1:
+            parts = fold_indices(len(data.train.y), folds, r.spec.data_seed)
+            splits.append(datasets.fold_split(data, parts[r.spec.fold]))
+        else:
+            splits.append((data.train, data.val, data.test))
     stacked = [_Data(torch.from_numpy(np.stack([s[i].x for s in splits])),
                      torch.from_numpy(np.stack([s[i].y for s in splits]))) for i in range(3)]
-    return _Group(chunk, *stacked, data.task)
+    return _Group(chunk, *stacked, data_of(chunk[0].spec.data_seed).task)
 
 
 def _tidy(v: float) -> float | None:

@@ -1,16 +1,20 @@
 """What the pages draw, computed once in Python and handed over as data.
 
 The run panel's `view` (settings of a sweep with their colours, each run's label, the fields
-and legends of every chart, the sweep chart's axis and metrics), the sweep chart's points, the
-thinned-network picture, the summary table, and the compare and recent lists. Domain rules come
-from app.ml.runs (settings, rate labels, metric table) and app.ml.summary (statistics, the best
-setting per metric), colours from app.web.palette; the page script only draws what it gets.
+and legends of every chart, the sweep chart's axis and metrics, the colour bar of the rates, the
+guided scenario it is), the sweep chart's points, the thinned-network picture, the summary
+table (with a scenario's claim judged on this experiment's numbers), and the compare and recent
+lists. Domain rules come from app.ml.runs (settings, rate labels, metric table),
+app.ml.summary (statistics, the best setting per metric) and app.ml.scenarios (claims),
+colours from app.web.palette (a rate is a colour, a split a line style); the page script only
+draws what it gets.
 """
 
 from __future__ import annotations
 
 import random
 
+from app.ml import scenarios
 from app.ml.config import ExperimentConfig
 from app.ml.datasets import CATALOG
 from app.ml.runs import (
@@ -33,13 +37,33 @@ from app.web import forms, palette
 
 def settings_view(settings: list[Setting]) -> list[dict]:
     """Settings as the page gets them. x is the swept rate when every setting has a single
-    rate, else the rates' label (a category axis)."""
+    rate, else the rates' label (a category axis). The colour is the rate's (per-layer rates:
+    their mean; palette.rate_color); when the settings differ in weight decay, each decay gets
+    a marker symbol (else symbol is None)."""
     numeric = all(isinstance(s.dropout, int | float) for s in settings)
-    colors = palette.colors(len(settings))
+    decays = list(dict.fromkeys(s.weight_decay for s in settings))
+    symbols = palette.DECAY_SYMBOLS
     return [{"key": s.key, "label": s.label,
              "x": float(s.dropout) if numeric else s.rates,
-             "color": color, "runs": list(s.runs), "weight_decay": s.weight_decay}
-            for s, color in zip(settings, colors, strict=True)]
+             "color": palette.rate_color(palette.rate_value(s.dropout)), "runs": list(s.runs),
+             "weight_decay": s.weight_decay,
+             "symbol": symbols[decays.index(s.weight_decay) % len(symbols)]
+             if len(decays) > 1 else None}
+            for s in settings]
+
+
+def colorbar(settings: list[Setting]) -> dict:
+    """The colour bar of a run panel: the rate scale, with a mark at each setting's rate
+    (labelled with its rates; per-layer rates sit at their mean)."""
+    marks: dict[float, str] = {}
+    for s in settings:
+        marks.setdefault(round(palette.rate_value(s.dropout), 6), s.rates)
+    return palette.rate_bar(sorted(marks.items()))
+
+
+def line_key(task: str) -> list[dict]:
+    """What each line style means where rates and splits show together (a sweep's curves)."""
+    return [{"label": palette.SPLIT_LEGEND[k], "dash": palette.DASH[k]} for k in ("val", "train")]
 
 
 def runs_view(config: ExperimentConfig, specs: list[RunSpec],
@@ -56,7 +80,8 @@ def runs_view(config: ExperimentConfig, specs: list[RunSpec],
         if folds > 1:
             label += f" · fold {spec.fold + 1}/{folds}"
         if repeats > 1:
-            label += f" · seed +{spec.repeat}"
+            which = {"train": "seed", "data": "data seed", "both": "seeds"}
+            label += f" · {which[config.sweep.repeat_seeds]} +{spec.repeat}"
         out.append({"index": spec.index, "setting": s.key, "label": label, "fold": spec.fold,
                     "repeat": spec.repeat})
     return out
@@ -76,37 +101,49 @@ def _with_unit(name: str, field: str, task: str) -> str:
     return f"{name} ({unit})" if unit else name
 
 
-def charts(task: str) -> dict:
-    """The three curve charts: which fields each draws, with legend, colour and dash."""
-    c = palette.CURVE_COLORS
+def charts(task: str, color: str = palette.NEUTRAL) -> dict:
+    """The three curve charts: which fields each draws, with legend, colour and dash. A
+    single run draws every line in the colour of its rate (`color`); the split is the line
+    style: validation solid, training dashed, the mini-batch loss with dropout on dotted."""
+    dash = palette.DASH
     score = primary_metric(task)
     train_score = "train_" + score.removeprefix("val_")
 
-    def line(field: str, color: str, dash: str = "solid") -> dict:
-        return {"field": field, "label": METRICS[field].legend, "color": color, "dash": dash}
+    def line(field: str, split: str) -> dict:
+        return {"field": field, "label": METRICS[field].legend, "color": color,
+                "dash": dash[split]}
 
     return {
         "loss": {"title": "Loss", "train": "train_loss", "val": "val_loss",
                  "y_label": _with_unit("loss", "val_loss", task),
-                 "fields": [line("train_loss", c["train"]), line("val_loss", c["val"]),
-                            line("train_loss_dropout", c["dropout"], "dot")]},
+                 "fields": [line("train_loss", "train"), line("val_loss", "val"),
+                            line("train_loss_dropout", "dropout")]},
         "score": {"title": _capital(_quantity(score)), "train": train_score, "val": score,
                   "y_label": _with_unit(_quantity(score), score, task),
-                  "fields": [line(train_score, c["train"]), line(score, c["val"])]},
+                  "fields": [line(train_score, "train"), line(score, "val")]},
         "gap": {"title": _capital(METRICS["generalization_gap"].label), "train": None,
                 "val": "generalization_gap",
                 "y_label": _with_unit("val − train loss", "generalization_gap", task),
-                "fields": [line("generalization_gap", c["gap"])]},
+                "fields": [line("generalization_gap", "val")]},
     }
+
+
+def page_colors() -> dict:
+    """The colours that are no rate: neutral lines (the key of line styles, the sweep chart's
+    line, the best setting's star), single runs' dots, the classes of the decision surface
+    (and its middle), the training points of the prediction curve, the confusion matrix."""
+    return {"neutral": palette.NEUTRAL, "dots": palette.RUN_DOTS,
+            "classes": palette.CLASS_COLORS, "mid": palette.SURFACE_MID,
+            "points": palette.POINTS, "counts": palette.COUNTS}
 
 
 def run_view(row: ExperimentRow, config: ExperimentConfig) -> dict:
     """The run panel's data-view: everything the page script draws with, nothing to derive."""
     specs = plan_runs(config)
     settings = settings_of(specs)
-    chart = charts(config.task)
-    fields = list(dict.fromkeys(f["field"] for c in chart.values() for f in c["fields"]))
     shown = settings_view(settings)
+    chart = charts(config.task, shown[0]["color"])
+    fields = list(dict.fromkeys(f["field"] for c in chart.values() for f in c["fields"]))
     sweep = None
     if len(specs) > 1:
         numeric = all(isinstance(s["x"], float) for s in shown)
@@ -118,7 +155,68 @@ def run_view(row: ExperimentRow, config: ExperimentConfig) -> dict:
     return {"id": row.id, "task": config.task, "epochs": config.train.epochs,
             "total": row.total_epochs, "fields": fields,
             "runs": runs_view(config, specs, settings), "settings": shown, "charts": chart,
-            "sweep": sweep}
+            "sweep": sweep, "colorbar": colorbar(settings), "key": line_key(config.task),
+            "palette": page_colors(), "scenario": scenario_view(config),
+            "notes": notes(config), "dataset": dataset_text(config)}
+
+
+def notes(config: ExperimentConfig) -> list[str]:
+    """Things about the setup that change how to read its curves."""
+    out = []
+    folds = config.sweep.folds if config.sweep else 1
+    n = config.dataset.n_train - (config.dataset.n_train // folds if folds > 1 else 0)
+    if config.train.batch_size >= n:
+        out.append(f"Batch size {config.train.batch_size} ≥ {n} training examples: each epoch "
+                   "is one full-batch step, so the curves move one optimizer step per epoch "
+                   "(and every example still gets its own dropout mask).")
+    return out
+
+
+def dataset_text(config: ExperimentConfig) -> str:
+    """The dataset as the share page lists it: only the fields that act on this dataset."""
+    d = config.dataset
+    info = CATALOG[d.name]
+    parts = [d.name, f"{d.n_train} training examples"]
+    if info.synthetic and d.name != "noise":
+        where = {"sine": "on the targets", "gaussians": "on top of the blobs' own spread"}
+        parts.append(f"noise {d.noise:g} ({where.get(d.name, 'input jitter')})")
+    if d.label_noise and info.task == "classification":
+        parts.append(f"label noise {d.label_noise:g} (each training label flipped with that "
+                     "probability)")
+    if d.extra_features:
+        parts.append(f"{d.extra_features} irrelevant features")
+    return ", ".join(parts) + f"; data seed {d.seed}"
+
+
+# -- a guided scenario ----------------------------------------------------------------------
+
+
+def scenario_view(config: ExperimentConfig) -> dict | None:
+    """The guided scenario this experiment is (at any seeds), as its page shows it: what to
+    look for and the claim's checks with their margins; None for any other experiment."""
+    s = scenarios.scenario_of(config)
+    if s is None:
+        return None
+    return {"slug": s.slug, "title": s.title, "look_for": s.look_for, "claims": s.claims(),
+            "seeds": [config.dataset.seed, config.train.seed],
+            "held_out": config.dataset.seed == config.train.seed
+            and config.dataset.seed in scenarios.HELD_OUT_SEEDS,
+            "tuned": config.dataset.seed == config.train.seed
+            and config.dataset.seed in scenarios.TUNED_SEEDS}
+
+
+def scenario_result(config: ExperimentConfig, summary: dict | None) -> dict | None:
+    """A finished scenario's claim judged on THIS experiment's numbers: each check with the
+    measured values and whether it holds here (None unless the experiment is a scenario with
+    every run summarized)."""
+    s = scenarios.scenario_of(config)
+    runs = (summary or {}).get("runs") or []
+    if s is None or len(runs) != config.n_runs or not all(r.get("final") for r in runs):
+        return None
+    findings = s.judge(runs)
+    return {"slug": s.slug, "look_for": s.look_for, "findings": [vars(f) for f in findings],
+            "holds": all(f.holds for f in findings),
+            "seeds": [config.dataset.seed, config.train.seed]}
 
 
 def _x_label(config: ExperimentConfig) -> str:
@@ -215,7 +313,8 @@ def thinned_view(row: ExperimentRow, config: ExperimentConfig, run: int,
     settings = settings_of(specs)
     return {"exp_id": row.id, "run": run, "width": THIN_W, "height": THIN_H,
             "layers": layers, "edges": edges,
-            "colors": {"input": palette.INPUT_UNIT, "kept": palette.CURVE_COLORS["train"],
+            "colors": {"input": palette.INPUT_UNIT,
+                       "kept": palette.rate_color(palette.rate_value(list(spec.layer_rates))),
                        "dropped": palette.DROPPED, "dropped_line": palette.DROPPED_LINE,
                        "edge": palette.EDGE},
             "kept": sum(u["kept"] for u in hidden), "total": len(hidden),
@@ -235,9 +334,11 @@ def summary_table(summary: dict | None, config: ExperimentConfig) -> dict | None
     specs = plan_runs(config)
     settings = settings_of(specs)
     task = config.task
+    scenario = scenario_result(config, summary)
     if "sweep" not in summary:
         return {"kind": "run", "label": settings[0].label, "rows": result_rows(task),
-                "run": summary["runs"][0] if summary.get("runs") else {}}
+                "run": summary["runs"][0] if summary.get("runs") else {},
+                "scenario": scenario}
     sweep = summary["sweep"]
     labels = {s.key: s.label for s in settings}
     metrics = sweep_metrics(task)
@@ -254,7 +355,8 @@ def summary_table(summary: dict | None, config: ExperimentConfig) -> dict | None
     best_label = next((row["label"] for row in rows if row["best"]), None)
     return {"kind": "sweep", "rows": rows, "best_label": best_label,
             "columns": [{"label": m.label.split(" (")[0], "title": m.label,
-                         "lower": m.lower_is_better} for m in metrics]}
+                         "lower": m.lower_is_better} for m in metrics],
+            "scenario": scenario}
 
 
 def result_rows(task: str) -> list[dict]:
@@ -305,13 +407,14 @@ def rates_text(config: ExperimentConfig) -> str:
 
 def compare_item(row: ExperimentRow, config: ExperimentConfig, summary: dict | None,
                  n: int) -> dict:
-    """One experiment of the compare page: its data for the charts (settings, runs, chart
-    fields, colour) and the numbers of its table column, saying which runs they are."""
+    """One experiment of the compare page: its data for the charts (settings with their
+    rates' colours, runs, chart fields, the marker symbol that tells it from the others) and
+    the numbers of its table column, saying which runs they are."""
     specs = plan_runs(config)
     settings = settings_of(specs)
     chart = charts(config.task)
     data = {"id": row.id, "letter": chr(ord("A") + n), "task": config.task,
-            "color": palette.SETTING_COLORS[n % len(palette.SETTING_COLORS)],
+            "symbol": palette.EXPERIMENT_SYMBOLS[n % len(palette.EXPERIMENT_SYMBOLS)],
             "settings": settings_view(settings), "runs": runs_view(config, specs, settings),
             "charts": {k: chart[k] for k in ("loss", "score")}}
     return {"row": row, "config": config, "label": data["letter"], "data": data,

@@ -1,6 +1,8 @@
-// The compare view (<div data-compare='[{id, letter, task, color, settings, runs, charts}]'>):
-// several experiments' mean curves overlaid, one colour per experiment, a line per setting of
-// a sweep. The server grouped the runs into settings, labelled them and named each chart's
+// The compare view (<div data-compare='[{id, letter, task, symbol, settings, runs, charts}]'>):
+// several experiments' mean curves overlaid, a line per setting of a sweep. As everywhere, a
+// line's colour is its dropout rate's (the server's settings carry it) and the split its style
+// (validation solid, train dashed); experiments are told apart by their letter and a marker
+// symbol. The server grouped the runs into settings, labelled them and named each chart's
 // train and validation fields; the page fetches each experiment's epochs from
 // /api/experiments/<id> and averages them with stats.perEpoch.
 
@@ -20,18 +22,17 @@ export async function initCompare(box) {
     for (const r of exps[n].runs) {
       series[r.index] = Object.fromEntries(fields.map((f) => [f, r.epochs.map((e) => e[f])]));
     }
-    const many = it.settings.length > 1;
-    it.settings.forEach((st, j) => {
-      const name = many ? `${it.letter} ${st.label}` : it.letter;
-      const opacity = many ? 1 - (0.6 * j) / it.settings.length : 1;
+    it.settings.forEach((st) => {
+      const name = `${it.letter} ${st.label}`;
+      const marker = { symbol: it.symbol, size: 8, color: st.color, maxdisplayed: 10 };
       for (const [key, traces] of Object.entries(out)) {
         const chart = it.charts[key];
         const v = perEpoch(series, st.runs, chart.val), t = perEpoch(series, st.runs, chart.train);
-        traces.push({ x: v.x, y: v.mean, name: `${name} validation`, legendgroup: name, opacity,
-                      mode: "lines", line: { color: it.color, width: 2.5 } });
-        traces.push({ x: t.x, y: t.mean, name: `${name} train`, legendgroup: name, opacity,
-                      showlegend: false, mode: "lines",
-                      line: { color: it.color, width: 1.5, dash: "dash" } });
+        traces.push({ x: v.x, y: v.mean, name: `${name} validation`, legendgroup: name,
+                      mode: "lines+markers", marker, line: { color: st.color, width: 2.5 } });
+        traces.push({ x: t.x, y: t.mean, name: `${name} train`, legendgroup: name,
+                      showlegend: false, mode: "lines+markers", marker,
+                      line: { color: st.color, width: 1.5, dash: "dash" } });
       }
     });
   });

@@ -1,9 +1,11 @@
 // One chart of curves against epoch (loss, accuracy or R², generalization gap), fed live.
 // What it shows comes from the run panel's view (built in Python): the chart's fields with
 // their labels, colours and dashes; the runs with their labels; the settings of a sweep with
-// their colours. A single run: one trace per field, extended as epochs arrive. Several runs:
-// a thin trace per run (validation), and per setting a thick mean curve (validation solid,
-// train dashed) with a ±1 std band, recomputed (stats.perEpoch) for the settings that changed.
+// their colours (the colour of their dropout rate) and, when they differ in weight decay, a
+// marker symbol. A single run: one trace per field in its rate's colour, the split as the line
+// style, extended as epochs arrive. Several runs: a thin trace per run (validation), and per
+// setting a thick mean curve (validation solid, train dashed) with a ±1 std band, recomputed
+// (stats.perEpoch) for the settings that changed, and a key of the line styles (view.key).
 
 import { CONFIG, epochLayout, fade } from "./plot.js";
 import { perEpoch } from "./stats.js";
@@ -37,8 +39,10 @@ export class CurveChart {
                             line: { width: 0 }, fill: "tonexty", fillcolor: fade(s.color),
                             meta: { setting: s.key } });
         }
+        const marks = s.symbol ? { mode: "lines+markers",
+          marker: { symbol: s.symbol, size: 8, color: s.color, maxdisplayed: 12 } } : {};
         g.val = this.add({ name: s.label, legendgroup: s.key, meta: { setting: s.key },
-                           line: { color: s.color, width: 3 },
+                           line: { color: s.color, width: 3 }, ...marks,
                            hovertemplate: `${s.label} mean<br>epoch %{x}: %{y:.4g}<extra></extra>` });
         if (chart.train) {
           g.train = this.add({ name: `${s.label} train`, showlegend: false, legendgroup: s.key,
@@ -46,6 +50,12 @@ export class CurveChart {
                                hovertemplate: `${s.label} train mean<br>epoch %{x}: %{y:.4g}<extra></extra>` });
         }
         this.group[s.key] = g;
+      }
+      if (chart.train) { // what the line styles mean: legend entries without data
+        for (const k of view.key) {
+          this.add({ name: k.label, x: [null], y: [null], hoverinfo: "skip", meta: { key: true },
+                     line: { color: view.palette.neutral, dash: k.dash, width: 2 } });
+        }
       }
     }
     this.pending = this.traces.map(() => ({ x: [], y: [] }));
@@ -94,6 +104,7 @@ export class CurveChart {
   /** Bring one setting's curves forward (null: everything back to normal). */
   highlight(key) {
     const op = this.traces.map((t) => {
+      if (t.meta && t.meta.key) return 1;
       const mine = !key || (t.meta && t.meta.setting === key);
       if (t.meta && t.meta.run) return mine ? (key ? 0.9 : 0.35) : 0.05;
       return mine ? 1 : 0.15;

@@ -2,13 +2,17 @@
 // the plane) or the Monte Carlo dropout band (1-D regression), one snapshot per few epochs,
 // scrubbable with a slider; and the validation confusion matrix after the last epoch.
 // Snapshots arrive as `snapshot` events on the run's stream (the run panel hands them over);
-// the training and validation points come once from /api/experiments/<id>/points.
+// the training and validation points come once from /api/experiments/<id>/points. Colours come
+// from the run panel's view: the classes' own palette on the decision surface, the colour of
+// the run's dropout rate for its prediction and Monte Carlo band.
 
-import { CONFIG, INK, baseLayout } from "./plot.js";
+import { CONFIG, baseLayout, fade } from "./plot.js";
 
 export class SnapshotView {
-  /** panel: the run panel; id: the experiment; kind: "surface" or "curve". */
-  constructor(panel, id, kind) {
+  /** panel: the run panel; id: the experiment; kind: "surface" or "curve"; view: the run
+   * panel's view (colours of the classes and of each run's setting). */
+  constructor(panel, id, kind, view) {
+    this.view = view; this.colors = view.palette;
     this.el = panel.querySelector(`[data-chart="${kind}"]`);
     this.kind = kind; this.snaps = {}; this.follow = true; this.points = null;
     this.scrub = panel.querySelector('[data-role="scrub"]');
@@ -61,6 +65,7 @@ export class SnapshotView {
 
   // p(class 1) on a grid x grid raster, one byte per cell (base64), rows from y0 up.
   surface(snap) {
+    const [c0, c1] = this.colors.classes;
     const n = snap.grid, raw = atob(snap.p1), z = [];
     for (let i = 0; i < n; i++) {
       const row = [];
@@ -72,7 +77,7 @@ export class SnapshotView {
     const ys = Array.from({ length: n }, (_, i) => y0 + i * step(y0, y1));
     const traces = [
       { type: "heatmap", x: xs, y: ys, z, zmin: 0, zmax: 1, zsmooth: "best", opacity: 0.75,
-        colorscale: [[0, INK.blue], [0.5, "#f7f7f7"], [1, INK.vermillion]],
+        colorscale: [[0, c0], [0.5, this.colors.mid], [1, c1]],
         colorbar: { title: { text: "p(class 1)" }, thickness: 12 },
         hovertemplate: "x₁ %{x:.2f}, x₂ %{y:.2f}: p(class 1) = %{z:.2f}<extra></extra>" },
       { type: "contour", x: xs, y: ys, z, showscale: false, hoverinfo: "skip",
@@ -86,7 +91,7 @@ export class SnapshotView {
           name: split === "train" ? "training" : "validation",
           x: pts.x.map((p) => p[0]), y: pts.x.map((p) => p[1]),
           marker: { size: open ? 5 : 6, symbol: open ? "circle-open" : "circle",
-                    color: pts.y.map((c) => (c ? INK.vermillion : INK.blue)),
+                    color: pts.y.map((c) => (c ? c1 : c0)),
                     line: { width: open ? 1 : 0.5, color: open ? undefined : "#fff" } } });
       }
     }
@@ -95,33 +100,37 @@ export class SnapshotView {
 
   // The eval-mode prediction, and the MC-dropout mean ± 2 std the server sampled.
   curve(snap) {
+    const run = this.view.runs[this.run];
+    const color = (this.view.settings.find((s) => s.key === run.setting) || {}).color
+      || this.colors.neutral;
     const hi = snap.mc_mean.map((m, i) => m + 2 * snap.mc_std[i]);
     const lo = snap.mc_mean.map((m, i) => m - 2 * snap.mc_std[i]);
     const traces = [
       { x: snap.x, y: lo, mode: "lines", line: { width: 0 }, showlegend: false, hoverinfo: "skip" },
       { x: snap.x, y: hi, mode: "lines", line: { width: 0 }, fill: "tonexty",
-        fillcolor: "rgba(213,94,0,0.2)", name: `MC dropout mean ± 2 std (${snap.mc_passes} passes)` },
+        fillcolor: fade(color), name: `MC dropout mean ± 2 std (${snap.mc_passes} passes)` },
       { x: snap.x, y: snap.mc_mean, mode: "lines", name: "MC dropout mean",
-        line: { color: INK.vermillion, dash: "dot", width: 2 } },
+        line: { color, dash: "dot", width: 2 } },
       { x: snap.x, y: snap.pred, mode: "lines", name: "prediction (eval mode)",
-        line: { color: INK.blue, width: 3 } },
+        line: { color, width: 3 } },
     ];
     if (this.points) {
       traces.push({ x: this.points.train.x.map((p) => p[0]), y: this.points.train.y,
                     mode: "markers", name: "training points",
-                    marker: { size: 5, color: "rgba(40,40,40,0.6)" } });
+                    marker: { size: 5, color: this.colors.points } });
     }
     return traces;
   }
 }
 
-/** The validation confusion matrix (rows: true class, columns: predicted), counts written in. */
-export function drawConfusion(el, matrix) {
+/** The validation confusion matrix (rows: true class, columns: predicted), counts written in,
+ * shaded light to dark by count in `counts` (two colours, no rate's or class's). */
+export function drawConfusion(el, matrix, counts) {
   const n = matrix.length, labels = Array.from({ length: n }, (_, i) => String(i));
   el.innerHTML = "";
   Plotly.newPlot(el, [{
     type: "heatmap", z: matrix, x: labels, y: labels, showscale: false,
-    colorscale: [[0, "#f7fbff"], [1, "#08519c"]],
+    colorscale: [[0, counts[0]], [1, counts[1]]],
     text: matrix.map((r) => r.map(String)), texttemplate: "%{text}",
     hovertemplate: "true %{y}, predicted %{x}: %{z}<extra></extra>",
   }], baseLayout({ margin: { l: 50, r: 10, t: 10, b: 45 }, height: 300,

@@ -1,11 +1,12 @@
 // The sweep chart: a validation metric against the dropout rate, drawn from the server's
 // summary (GET view.sweep.points_url): per setting the mean ± sample std over folds and seeds
-// (error bars), each run as a grey dot, and the best setting starred. The page computes none
+// (error bars, the marker in its rate's colour), each run as a grey dot, and the best setting
+// starred. A sweep over weight decay draws a line per decay, told apart by marker symbols. The page computes none
 // of it; it only chooses which metric to show (the <select data-role="sweep-metric">, whose
 // options the server rendered from view.sweep.metrics). A mean point's customdata is its
 // setting key: hovering it highlights that setting's curves, a click pins them.
 
-import { CONFIG, PALETTE, baseLayout, padded } from "./plot.js";
+import { CONFIG, baseLayout, padded } from "./plot.js";
 
 const RETRIES = 3;       // the summary may land a moment after the final event
 const RETRY_MS = 1000;
@@ -16,6 +17,8 @@ export class SweepChart {
   constructor(el, select, view, onHighlight) {
     this.el = el; this.select = select; this.sweep = view.sweep;
     this.decay = Object.fromEntries(view.settings.map((s) => [s.key, s.weight_decay]));
+    this.symbol = Object.fromEntries(view.settings.map((s) => [s.key, s.symbol || "circle"]));
+    this.colors = view.palette;
     this.data = null; this.loading = null; this.pinned = null;
     Plotly.newPlot(el, [], this.layout(), CONFIG);
     el.dataset.points = "0";
@@ -77,17 +80,18 @@ export class SweepChart {
     if (m) {
       const shown = m.settings.filter((s) => s.mean !== null && s.mean !== undefined);
       const decays = [...new Set(shown.map((s) => this.decay[s.key]))];
-      decays.forEach((wd, i) => {
+      const line = this.colors.neutral;
+      decays.forEach((wd) => {
         const pts = shown.filter((s) => this.decay[s.key] === wd);
-        const line = decays.length > 1 ? PALETTE[i % PALETTE.length] : "#444";
         traces.push({
           x: pts.map((s) => s.x), y: pts.map((s) => s.mean), customdata: pts.map((s) => s.key),
           text: pts.map((s) => `${s.label} (${s.n} runs)`),
           mode: "lines+markers", type: "scatter",
-          name: decays.length > 1 ? `L2 = ${wd}` : "mean ± std",
+          name: decays.length > 1 ? `weight decay ${wd}` : "mean ± std",
           line: { color: line, width: 2 },
           error_y: { type: "data", array: pts.map((s) => s.std), visible: true, color: line },
-          marker: { size: 10, color: pts.map((s) => s.color), line: { color: line, width: 1 } },
+          marker: { size: 11, color: pts.map((s) => s.color), symbol: pts.map((s) => this.symbol[s.key]),
+                    line: { color: line, width: 1 } },
           hovertemplate: "%{text}: %{y:.4g} ± %{error_y.array:.2g}<extra></extra>",
         });
       });
@@ -100,14 +104,14 @@ export class SweepChart {
       }
       dots = each.x.length;
       traces.push({ x: each.x, y: each.y, customdata: each.key, mode: "markers", type: "scatter",
-                    name: "each run", marker: { size: 5, color: "rgba(80,80,80,0.45)" },
+                    name: "each run", marker: { size: 5, color: this.colors.dots },
                     hovertemplate: "%{x}: %{y:.4g}<extra>one run</extra>" });
       const best = shown.find((s) => s.key === m.best);
       if (best) {
         traces.push({ x: [best.x], y: [best.mean], customdata: [best.key], mode: "markers",
                       type: "scatter", name: `best (${metric.lower ? "lowest" : "highest"})`,
-                      marker: { symbol: "star", size: 18, color: "#E69F00",
-                                line: { color: "#000", width: 1 } },
+                      marker: { symbol: "star", size: 18, color: "#ffffff",
+                                line: { color: this.colors.neutral, width: 2 } },
                       hovertemplate: `best: ${best.label}<extra></extra>` });
       }
     }

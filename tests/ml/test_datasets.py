@@ -121,13 +121,13 @@ def test_small_real_subsets_keep_every_class_and_the_class_proportions(n):
 def test_cross_validation_scores_held_out_folds_against_the_true_labels():
     from app.ml.config import ExperimentConfig
     from app.ml.runs import fold_indices, plan_runs
-    from app.ml.train import RunResult, _fold_group
+    from app.ml.train import RunResult, _own_data_group
 
     data = datasets.load("moons", 60, label_noise=0.3, seed=0)
     config = ExperimentConfig.model_validate({
         "dataset": {"name": "moons", "n_train": 60, "label_noise": 0.3}, "sweep": {"folds": 3}})
     parts = fold_indices(60, 3, 0)
-    group = _fold_group([RunResult(plan_runs(config)[0])], data, parts)
+    group = _own_data_group([RunResult(plan_runs(config)[0])], lambda seed: data, folds=3)
     held = parts[0]
     assert (data.train.y[held] != data.train.y_clean[held]).any()  # noise reached this fold
     np.testing.assert_array_equal(group.val.y[0].numpy(), data.train.y_clean[held])

@@ -51,6 +51,13 @@ CASES = {
         "train": {"epochs": 10, "batch_size": 16, "lr": 0.01, "seed": 5},
         "sweep": {"dropout": [0.0, 0.4], "weight_decay": [0.0, 0.01], "folds": 3},
     }, 11),
+    # run 3: rate 0.3, second repeat: its own draw of the data (dataset.seed + 1) and seed + 1
+    "moons_data_repeats": ({
+        "dataset": {"name": "moons", "n_train": 60, "noise": 0.3, "seed": 2},
+        "model": {"hidden": [16, 16]},
+        "train": {"epochs": 8, "batch_size": 16, "lr": 0.01, "seed": 4},
+        "sweep": {"dropout": [0.0, 0.3], "repeats": 2, "repeat_seeds": "both"},
+    }, 3),
     "digits_adamw": ({
         "dataset": {"name": "digits", "n_train": 200, "seed": 0, "label_noise": 0.1},
         "model": {"hidden": [64], "dropout": 0.3},

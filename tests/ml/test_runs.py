@@ -146,13 +146,28 @@ def test_weight_decay_crossing_makes_separate_settings_and_says_so():
                   "sweep": {"dropout": [0.0, 0.5], "weight_decay": [0.0, 0.0001]}})
     settings = settings_of(specs)
     check_settings_partition(specs, settings)
-    assert [s.label for s in settings] == ["p = 0, L2 = 0", "p = 0, L2 = 0.0001",
-                                           "p = 0.5, L2 = 0", "p = 0.5, L2 = 0.0001"]
+    assert [s.label for s in settings] == [
+        "p = 0, weight decay 0", "p = 0, weight decay 0.0001",
+        "p = 0.5, weight decay 0", "p = 0.5, weight decay 0.0001"]
     assert [s.rates for s in settings] == ["p = 0", "p = 0", "p = 0.5", "p = 0.5"]
-    # one weight decay: no L2 in the label
+    # one weight decay: no weight decay in the label
     one = settings_of(plan({"model": {"hidden": [8]}, "train": {"weight_decay": 0.01},
                             "sweep": {"dropout": [0.0, 0.5]}}))
     assert [s.label for s in one] == ["p = 0", "p = 0.5"]
+
+
+def test_repeats_reseed_training_data_or_both():
+    base = {"dataset": {"seed": 3}, "model": {"hidden": [8]}, "train": {"seed": 10},
+            "sweep": {"dropout": [0.0, 0.5], "repeats": 3}}
+    seeds = {}
+    for reseed in ("train", "data", "both"):
+        specs = plan({**base, "sweep": {**base["sweep"], "repeat_seeds": reseed}})
+        seeds[reseed] = [(s.repeat, s.seed, s.data_seed) for s in specs[:3]]
+        assert len({s.key for s in settings_of(specs)}) == 2  # repeats stay in their setting
+    assert seeds["train"] == [(0, 10, 3), (1, 11, 3), (2, 12, 3)]
+    assert seeds["data"] == [(0, 10, 3), (1, 10, 4), (2, 10, 5)]
+    assert seeds["both"] == [(0, 10, 3), (1, 11, 4), (2, 12, 5)]
+    assert [(s.seed, s.data_seed) for s in plan({"dataset": {"seed": 3}})] == [(0, 3)]
 
 
 def test_folds_and_repeats_fall_in_their_rates_setting():

@@ -195,3 +195,13 @@ def test_sweep_metrics_name_summary_statistics():
                               "epochs": fake_epochs(random.Random(9), 2, task)}], task)["rates"][0]
         assert all(stat_name(k) in row for k in keys)
     assert [m.lower_is_better for m in sweep_metrics("regression")] == [True, False, True, True]
+
+
+def test_fit_epoch_is_when_the_training_set_was_first_memorized():
+    accs = [0.5, 0.98, 0.99, 0.97, 1.0]
+    epochs = [{"epoch": e, "val_loss": 1.0, "val_acc": 0.5, "train_acc": a}
+              for e, a in enumerate(accs, 1)]
+    assert run_summary(epochs, "classification")["fit_epoch"] == 3  # reached 99% first at 3
+    assert run_summary(epochs[:2], "classification")["fit_epoch"] is None
+    regression = [{"epoch": 1, "val_loss": 1.0, "val_r2": 0.1}]
+    assert "fit_epoch" not in run_summary(regression, "regression")

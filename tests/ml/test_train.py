@@ -195,6 +195,29 @@ def test_sweep_members_train_exactly_as_if_alone(make_config):
             assert by_key[rate, repeat].test[key] == pytest.approx(value, abs=1e-5)
 
 
+@pytest.mark.parametrize(("reseed", "folds"), [("data", 1), ("both", 1), ("both", 2)])
+def test_repeats_over_data_seeds_train_exactly_as_if_alone(make_config, reseed, folds):
+    """A repeat over data seeds trains on its own draw of the dataset (dataset.seed + i),
+    beside the other members in one stacked model, as the same run alone would."""
+    sweep = train(make_config(sweep={"dropout": [0.0, 0.4], "repeats": 3, "folds": folds,
+                                     "repeat_seeds": reseed},
+                              dataset={"seed": 2}, train={"seed": 5}))
+    step = int(reseed == "both")
+    assert [(r.spec.repeat, r.spec.seed, r.spec.data_seed) for r in sweep.runs][::folds][:3] == [
+        (i, 5 + step * i, 2 + i) for i in range(3)]
+    by_key = {(r.spec.dropout, r.spec.repeat, r.spec.fold): r for r in sweep.runs}
+    for rate, repeat, fold in [(0.4, 2, folds - 1), (0.0, 1, 0)]:
+        alone = train(make_config(model={"dropout": rate}, dataset={"seed": 2 + repeat},
+                                  train={"seed": 5 + step * repeat},
+                                  sweep={"folds": folds} if folds > 1 else None))
+        assert_matches(by_key[rate, repeat, fold].epochs, alone.runs[fold].epochs, tol=1e-5)
+        for key, value in alone.runs[fold].test.items():
+            assert by_key[rate, repeat, fold].test[key] == pytest.approx(value, abs=1e-5)
+    # and the draws differ: a repeat over data seeds is not the same data again
+    first, second = by_key[0.0, 0, 0].epochs, by_key[0.0, 1, 0].epochs
+    assert first[-1]["val_loss"] != second[-1]["val_loss"]
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
 def test_weight_decay_sweep_members_train_as_if_alone(make_config, optimizer):
     """Members with different L2 in one stacked model each decay as a plain run would."""

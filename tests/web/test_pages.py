@@ -281,9 +281,9 @@ def test_experiment_page_shows_config_exports_and_a_fork_link(client, shared):
     ({"dropout": [0, 0.25, 0.5], "folds": 3},
      "p ∈ {0, 0.25, 0.5} on every hidden layer, 3-fold cross-validation"),
     ({"low": 0.1, "high": 0.3, "grid_step": 0.1, "target": "input", "repeats": 2},
-     "grid: p ∈ {0.1, 0.2, 0.3} on the inputs, 2 seeds"),
+     "grid: p ∈ {0.1, 0.2, 0.3} on the inputs, 2 training seeds"),
     ({"dropout": [0.2, 0.4], "target": "layer2", "weight_decay": [0, 0.01]},
-     "p ∈ {0.2, 0.4} on hidden layer 2, × L2 ∈ {0, 0.01}"),
+     "p ∈ {0.2, 0.4} on hidden layer 2, × weight decay ∈ {0, 0.01}"),
 ])
 def test_the_setup_says_what_a_sweep_varies(sweep, text):
     config = ExperimentConfig.model_validate({"model": {"hidden": [8, 8]}, "sweep": sweep})
@@ -348,15 +348,15 @@ def test_csp_allows_only_own_scripts(client, shared):
             assert body.strip() == ""
 
 
-@pytest.mark.parametrize(("name", "marker"), [("htmx.min.js", "htmx"),
-                                              ("plotly.min.js", "Plotly")])
+@pytest.mark.parametrize(("name", "marker"), [("vendor/htmx.min.js", "htmx"),
+                                              ("vendor/plotly-cartesian.min.js", "Plotly")])
 def test_front_end_libraries_are_served_locally(client, name, marker):
-    res = client.get(f"/vendor/{name}")
+    res = client.get(client.app.state.assets.url(name))
     assert res.status_code == 200
     assert "javascript" in res.headers["content-type"]
     assert len(res.content) > 10_000
     assert marker in res.text[:200_000]
-    assert client.get("/vendor/jquery.min.js").status_code == 404
+    assert client.get("/static/vendor/jquery.min.js").status_code == 404
 
 
 def test_templates_load_nothing_from_other_hosts(client, shared):

@@ -21,8 +21,9 @@ from app.ml.runs import plan_runs, run_dict, setting_key
 from app.ml.summary import summarize
 from app.web import palette, views
 
-VIEW_KEYS = {"id", "task", "epochs", "total", "fields", "runs", "settings", "charts", "sweep"}
-SETTING_KEYS = {"key", "label", "x", "color", "runs", "weight_decay"}
+VIEW_KEYS = {"id", "task", "epochs", "total", "fields", "runs", "settings", "charts", "sweep",
+             "colorbar", "key", "palette", "scenario", "notes", "dataset"}
+SETTING_KEYS = {"key", "label", "x", "color", "runs", "weight_decay", "symbol"}
 RUN_KEYS = {"index", "setting", "label", "fold", "repeat"}
 HEX = re.compile(r"#[0-9a-fA-F]{6}")
 
@@ -60,7 +61,11 @@ def test_view_of_a_single_run():
                    "fold": 0, "repeat": 0}
     assert setting["label"] == "p = 0.2/0.5, inputs 0.1"
     assert setting["x"] == "p = 0.2/0.5, inputs 0.1"  # a list of rates: a category
-    assert setting["color"] == palette.SETTING_COLORS[0] and setting["runs"] == [0]
+    # the colour of its rates' mean (0.35), as the colour bar marks it
+    assert setting["color"] == palette.rate_color(0.35) and setting["runs"] == [0]
+    assert setting["symbol"] is None
+    assert [(m["p"], m["label"], m["color"]) for m in view["colorbar"]["marks"]] == [
+        (0.35, "p = 0.2/0.5, inputs 0.1", palette.rate_color(0.35))]
     charts = view["charts"]
     assert list(charts) == ["loss", "score", "gap"]
     assert (charts["score"]["train"], charts["score"]["val"]) == ("train_acc", "val_acc")
@@ -69,12 +74,18 @@ def test_view_of_a_single_run():
         "title": "Generalization gap (val − train loss)", "train": None,
         "val": "generalization_gap", "y_label": "val − train loss (cross-entropy, nats)",
         "fields": [{"field": "generalization_gap", "label": "val − train loss",
-                    "color": "#009E73", "dash": "solid"}]}
+                    "color": setting["color"], "dash": "solid"}]}
+    # one run: every line in its rate's colour, the split as the line style
+    c = setting["color"]
     assert charts["loss"]["fields"] == [
-        {"field": "train_loss", "label": "train (eval mode)", "color": "#0072B2", "dash": "solid"},
-        {"field": "val_loss", "label": "validation", "color": "#D55E00", "dash": "solid"},
+        {"field": "train_loss", "label": "train (eval mode)", "color": c, "dash": "dash"},
+        {"field": "val_loss", "label": "validation", "color": c, "dash": "solid"},
         {"field": "train_loss_dropout", "label": "train mini-batch, dropout on",
-         "color": "#56B4E9", "dash": "dot"}]
+         "color": c, "dash": "dot"}]
+    assert view["key"] == [{"label": "validation", "dash": "solid"},
+                           {"label": "train (eval mode)", "dash": "dash"}]
+    assert view["scenario"] is None and view["notes"] == []
+    assert view["dataset"] == "moons, 200 training examples, noise 0.2 (input jitter); data seed 0"
     drawn = [f["field"] for c in charts.values() for f in c["fields"]]
     assert sorted(view["fields"]) == sorted(set(drawn))
     regression = view_of({"dataset": {"name": "sine"}})
@@ -91,7 +102,9 @@ def test_view_of_a_sweep_of_one_layer():
     settings = view["settings"]
     assert [s["x"] for s in settings] == [0.0, 0.25, 0.5]  # the swept value: numeric axis
     assert [s["label"] for s in settings] == ["p = 0.2/0", "p = 0.2/0.25", "p = 0.2/0.5"]
-    assert [s["color"] for s in settings] == palette.SETTING_COLORS[:3]
+    # the colour of the swept rate (the layer swept), the same on every page
+    assert [s["color"] for s in settings] == [palette.rate_color(p) for p in (0.0, 0.25, 0.5)]
+    assert [m["p"] for m in view["colorbar"]["marks"]] == [0.0, 0.25, 0.5]  # the swept value
     assert [s["runs"] for s in settings] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
     assert all(HEX.fullmatch(s["color"]) for s in settings)
     runs = view["runs"]
@@ -99,6 +112,10 @@ def test_view_of_a_sweep_of_one_layer():
     assert runs[5] == {"index": 5, "setting": settings[1]["key"],
                        "label": "p = 0.2/0.25 · fold 2/2 · seed +0", "fold": 1, "repeat": 0}
     assert runs[11]["label"] == "p = 0.2/0.5 · fold 2/2 · seed +1"
+    for reseed, which in (("data", "data seed"), ("both", "seeds")):
+        other = view_of({"model": {"hidden": [8]},
+                         "sweep": {"dropout": [0.0, 0.5], "repeats": 2, "repeat_seeds": reseed}})
+        assert other["runs"][1]["label"] == f"p = 0 · {which} +1"
     for s in settings:
         assert all(runs[i]["setting"] == s["key"] for i in s["runs"])
     sweep = view["sweep"]
@@ -120,9 +137,15 @@ def test_view_labels_without_fold_or_seed_parts_when_the_sweep_has_none():
                     "sweep": {"dropout": [0.1, 0.3], "target": "input",
                               "weight_decay": [0.0, 0.01]}})
     assert [r["label"] for r in view["runs"]] == [
-        "inputs p = 0.1, hidden 0.5, L2 = 0", "inputs p = 0.1, hidden 0.5, L2 = 0.01",
-        "inputs p = 0.3, hidden 0.5, L2 = 0", "inputs p = 0.3, hidden 0.5, L2 = 0.01"]
+        f"inputs p = {p}, hidden 0.5, weight decay {wd}"
+        for p in ("0.1", "0.3") for wd in ("0", "0.01")]
     assert [s["x"] for s in view["settings"]] == [0.1, 0.1, 0.3, 0.3]
+    # colour: the swept input rate; weight decay: a marker symbol, never a colour
+    assert [s["color"] for s in view["settings"]] == [palette.rate_color(p)
+                                                     for p in (0.1, 0.1, 0.3, 0.3)]
+    assert [s["symbol"] for s in view["settings"]] == ["circle", "square"] * 2
+    assert [m["label"] for m in view["colorbar"]["marks"]] == [
+        "inputs p = 0.1, hidden 0.5", "inputs p = 0.3, hidden 0.5"]
     assert [s["weight_decay"] for s in view["settings"]] == [0.0, 0.01, 0.0, 0.01]
     assert view["sweep"]["x_label"] == "dropout rate p (the inputs)"
 
@@ -132,16 +155,34 @@ def test_a_sweep_of_seeds_at_per_layer_rates_is_a_category_axis():
                     "sweep": {"repeats": 3, "weight_decay": [0.0, 0.1]}})
     assert view["sweep"]["x_type"] == "category"
     assert [s["x"] for s in view["settings"]] == ["p = 0.1/0.3", "p = 0.1/0.3"]
-    assert [s["label"] for s in view["settings"]] == ["p = 0.1/0.3, L2 = 0",
-                                                      "p = 0.1/0.3, L2 = 0.1"]
+    assert [s["label"] for s in view["settings"]] == ["p = 0.1/0.3, weight decay 0",
+                                                      "p = 0.1/0.3, weight decay 0.1"]
 
 
-def test_more_settings_than_colours_get_viridis_stops():
-    assert palette.colors(8) == palette.SETTING_COLORS
-    many = palette.colors(9)
-    assert many[0] == "#440154" and many[-1] == "#fde725"
-    assert many[4] == "#21918c"  # the middle stop exactly
-    assert len(set(many)) == 9 and all(HEX.fullmatch(c) for c in many)
+def test_full_batch_training_gets_a_note():
+    [note] = view_of({"dataset": {"n_train": 30}, "train": {"batch_size": 32}})["notes"]
+    assert "one full-batch step" in note and "32 ≥ 30" in note
+    # 3 folds of 60: each run trains on 40 examples
+    assert view_of({"dataset": {"n_train": 60}, "train": {"batch_size": 40},
+                    "sweep": {"folds": 3}})["notes"]
+    assert not view_of({"dataset": {"n_train": 60}, "train": {"batch_size": 39},
+                        "sweep": {"folds": 3}})["notes"]
+
+
+@pytest.mark.parametrize(("dataset", "text"), [
+    ({"name": "digits", "n_train": 100, "noise": 0.2},
+     "digits, 100 training examples; data seed 0"),
+    ({"name": "noise", "n_train": 100, "noise": 0.3, "label_noise": 0.1},
+     "noise, 100 training examples, label noise 0.1 (each training label flipped with that "
+     "probability); data seed 0"),
+    ({"name": "sine", "noise": 0.1, "label_noise": 0.2, "seed": 4},
+     "sine, 200 training examples, noise 0.1 (on the targets); data seed 4"),
+    ({"name": "gaussians", "noise": 0.0, "extra_features": 3},
+     "gaussians, 200 training examples, noise 0 (on top of the blobs' own spread), "
+     "3 irrelevant features; data seed 0"),
+])
+def test_the_share_page_lists_only_dataset_fields_that_act(dataset, text):
+    assert view_of({"dataset": dataset})["dataset"] == text
 
 
 # -- the sweep chart's points -----------------------------------------------------------------
