@@ -47,9 +47,11 @@ def room_with_experiment(store: Store, epochs: int = 3) -> tuple[str, str]:
 def test_a_board_labels_an_experiment_with_the_rate_its_first_run_trains_at():
     # a sweep of layer 2: run 0 trains at 0.5 on layer 1 and 0.1 on layer 2, not model.dropout
     assert rooms.network_label(SWEEP) == "32-16 relu · p = 0.5/0.1"
-    assert rooms.entry(SWEEP, None, "x") == {"author": "anonymous", "name": "x",
-                                             "task": "classification",
-                                             "label": "32-16 relu · p = 0.5/0.1"}
+    assert rooms.entry(SWEEP, None, "x", "client") == {
+        "author": "anonymous", "name": "x", "task": "classification",
+        "label": "32-16 relu · p = 0.5/0.1", "owner": rooms.owner_tag("client")}
+    assert rooms.owner_tag("client") != rooms.owner_tag("other") and "client" not in \
+        rooms.owner_tag("client")
 
 
 def test_the_challenge_replaces_the_data_and_caps_the_epochs():
@@ -100,11 +102,19 @@ def test_the_room_log_references_each_batch_once_and_expands_it_in_order(store):
     assert store.room_events_after(code, 4, 4, limit=2) == log[5:7]  # a page mid-batch
 
 
-def test_a_batch_of_snapshots_alone_is_not_referenced(store):
+def test_a_batch_of_snapshots_alone_is_referenced_too(store):
+    """(A participant's page shows its own run's snapshots from the room's stream.)"""
     code, exp_id = room_with_experiment(store, epochs=1)
     before = store.room_events_after(code)
-    store.append(exp_id, [("snapshot", {"run": 0, "epoch": 1})])
-    assert store.room_events_after(code) == before
+    store.append(exp_id, [("snapshot", {"run": 0, "epoch": 1, "grid": "g"})])
+    after = store.room_events_after(code)
+    assert after[:-1] == before and after[-1].kind == "snapshot" and after[-1].data == ""
+    (own,) = store.room_events_after(code, *_position(after[-2]), owner="me")
+    assert json.loads(own.data) == {"exp": exp_id, "run": 0, "epoch": 1, "grid": "g"}
+
+
+def _position(e) -> tuple[int, int]:
+    return e.ref.seq, e.seq
 
 
 def test_room_state_and_members_are_logged_and_deleting_an_experiment_drops_its_refs(store):

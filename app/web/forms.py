@@ -39,11 +39,12 @@ LABELS = {  # shorter labels than the field names where it reads better
     "dataset.name": "dataset", "dataset.seed": "data seed", "train.seed": "training seed",
     "dataset.n_train": "training examples", "dataset.extra_features": "irrelevant features",
     "model.hidden": "hidden layers (widths)", "model.dropout": "dropout rate p",
-    "model.input_dropout": "input dropout p", "train.weight_decay": "L2 (weight decay)",
+    "model.input_dropout": "input dropout p", "train.weight_decay": "weight decay",
     "train.l1": "L1", "train.lr": "learning rate", "sweep.dropout": "dropout rates to try",
     "sweep.grid_step": "or a grid: step", "sweep.random_samples": "or random: samples",
     "sweep.low": "grid/random from", "sweep.high": "grid/random to",
-    "sweep.target": "apply rate to", "sweep.weight_decay": "× L2 values",
+    "sweep.target": "apply rate to", "sweep.weight_decay": "× weight decays",
+    "sweep.repeat_seeds": "repeats reseed",
 }
 
 
@@ -264,12 +265,23 @@ def challenge_fields(values: Mapping[str, str] | None = None,
     Challenge (not from the playground), values from `values` (dotted keys)."""
     defaults = config_to_flat(Challenge().model_dump())
     fields = [_field("dataset", n, i) for n, i in DatasetConfig.model_fields.items()]
-    fields.append(_field("", "epochs", Challenge.model_fields["epochs"]))
+    fields += [_field("", n, Challenge.model_fields[n]) for n in ("epochs", "hidden",
+                                                                  "activation")]
     for f in fields:
+        if f.name == "activation":  # optional choice: empty means "participants choose"
+            choices = typing.get_args(_strip_none(Challenge.model_fields["activation"]
+                                                  .annotation))
+            f.kind, f.options = "select", ["", *choices]
+            f.option_texts = ["participants choose", *choices]
+        f.label = CHALLENGE_LABELS.get(f.name, f.label)
         f.default = defaults.get(f.name, f.default)
         f.value = (values or {}).get(f.name, f.default)
         f.error = (errors or {}).get(f.name)
     return fields
+
+
+CHALLENGE_LABELS = {"epochs": "epoch budget", "hidden": "fixed network (widths)",
+                    "activation": "fixed activation"}
 
 
 def parse_challenge(params: Mapping[str, str]) -> dict:

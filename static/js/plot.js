@@ -3,18 +3,23 @@
 // a padded axis range, user text made safe for legends). Every chart module imports these,
 // so the charts look alike and no module restates them.
 
-// Okabe-Ito, colour-blind safe. The server picks the colours of a run's fields, of a sweep's
-// settings and of the experiments compared; the page needs colours only for its own things:
-// the insight plots, the lines of a sweep over several weight decays, a room's board.
-export const INK = { blue: "#0072B2", vermillion: "#D55E00" };
+// The server (app/web/palette.py) picks every colour of a run panel and of the compare page:
+// a dropout rate's colour, the classes', the neutral ones. Only a room's board still colours
+// its curves here, one Okabe-Ito colour per participant.
 export const PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9",
                         "#000000", "#8C7A00"];
 
 export const CONFIG = { responsive: true, displaylogo: false };
 
-/** The look shared by every chart: transparent background, 13 px text, nearest-point hover. */
+/** Chart text: 13 px, or 18 px on a projector (presenter mode, a room's board). */
+export function textSize() {
+  return typeof document !== "undefined" && document.body.classList.contains("present") ? 18 : 13;
+}
+
+/** The look shared by every chart: transparent background, its text size, nearest-point
+ * hover. */
 export function baseLayout(extra = {}) {
-  return { font: { size: 13 }, hovermode: "closest",
+  return { font: { size: textSize() }, hovermode: "closest",
            paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", ...extra };
 }
 

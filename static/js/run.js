@@ -9,6 +9,7 @@
 // between refreshes the page only moves its progress bar along with the epochs it draws.
 
 import { CurveChart } from "./curves.js";
+import { pageRoomStream } from "./hub.js";
 import { SnapshotView, drawConfusion } from "./insight.js";
 import { SweepChart } from "./sweep.js";
 
@@ -36,7 +37,7 @@ export function initRun(panel) {
 
   const insightBox = panel.querySelector("[data-insight]");
   const snapshots = insightBox && insightBox.dataset.insight
-    ? new SnapshotView(panel, id, insightBox.dataset.insight) : null;
+    ? new SnapshotView(panel, id, insightBox.dataset.insight, view) : null;
 
   let received = 0, timer = null, dirty = new Set(), snapDirty = false;
 
@@ -57,44 +58,61 @@ export function initRun(panel) {
     if (bar && window.htmx) htmx.trigger(bar, "dp:status");
   }
 
+  const handlers = {
+    status(data) {
+      panel.dataset.status = data.status;
+      refreshStatus();
+    },
+    epoch(m) {
+      received += 1;
+      for (const f of view.fields) series[m.run][f].push(m[f]);
+      charts.forEach((c) => c.push(m.run, m));
+      dirty.add(settingOf[m.run]);
+      later();
+    },
+    snapshot(snap) {
+      if (!snapshots) return;
+      snapshots.add(snap.run, snap);
+      snapDirty = true;
+      later();
+    },
+  };
+  function finished(final, data) {
+    if (panel.dataset.final) return;
+    if (timer) clearTimeout(timer);
+    flush();
+    panel.dataset.status = final;
+    refreshStatus();
+    const error = $("error");
+    if (data.error && error) { error.hidden = false; error.textContent = data.error; }
+    if (sweep) sweep.load();
+    const confusion = data.summary && data.summary.runs && data.summary.runs[0].confusion;
+    const confusionEl = panel.querySelector('[data-chart="confusion"]');
+    if (confusion && confusionEl) drawConfusion(confusionEl, confusion, view.palette.counts);
+    panel.dataset.final = final;
+    document.body.dispatchEvent(new CustomEvent(`dp:final-${id}`));
+    document.body.dispatchEvent(new CustomEvent("dp:final"));
+  }
+
+  // In a workshop room the page has one stream, the room's (hub.js), which carries this
+  // panel's experiment too; elsewhere the panel follows its experiment's own stream.
+  const room = pageRoomStream();
+  if (room) {
+    room.follow(id, (kind, data) => {
+      if (FINAL.includes(kind)) finished(kind, data);
+      else if (handlers[kind]) handlers[kind](data);
+    });
+    return;
+  }
   const source = new EventSource(`/api/experiments/${id}/events`);
   panel._source = source; // closed when the panel is swapped out (main.js)
-  source.addEventListener("status", (e) => {
-    panel.dataset.status = JSON.parse(e.data).status;
-    refreshStatus();
-  });
-  source.addEventListener("epoch", (e) => {
-    const m = JSON.parse(e.data);
-    received += 1;
-    for (const f of view.fields) series[m.run][f].push(m[f]);
-    charts.forEach((c) => c.push(m.run, m));
-    dirty.add(settingOf[m.run]);
-    later();
-  });
-  source.addEventListener("snapshot", (e) => {
-    if (!snapshots) return;
-    const snap = JSON.parse(e.data);
-    snapshots.add(snap.run, snap);
-    snapDirty = true;
-    later();
-  });
+  for (const kind of Object.keys(handlers)) {
+    source.addEventListener(kind, (e) => handlers[kind](JSON.parse(e.data)));
+  }
   for (const final of FINAL) {
     source.addEventListener(final, (e) => {
       source.close();
-      if (timer) clearTimeout(timer);
-      flush();
-      const data = JSON.parse(e.data);
-      panel.dataset.status = final;
-      refreshStatus();
-      const error = $("error");
-      if (data.error && error) { error.hidden = false; error.textContent = data.error; }
-      if (sweep) sweep.load();
-      const confusion = data.summary && data.summary.runs && data.summary.runs[0].confusion;
-      const confusionEl = panel.querySelector('[data-chart="confusion"]');
-      if (confusion && confusionEl) drawConfusion(confusionEl, confusion);
-      panel.dataset.final = final;
-      document.body.dispatchEvent(new CustomEvent(`dp:final-${id}`));
-      document.body.dispatchEvent(new CustomEvent("dp:final"));
+      finished(final, JSON.parse(e.data));
     });
   }
 }

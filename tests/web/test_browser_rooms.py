@@ -4,7 +4,8 @@ context of their own (own cookies), on the app served by `live_server`.
 The presenter creates a room and watches the board; the participant joins with a name and
 trains; the participant's curve grows live on the presenter's board and their name reaches the
 leaderboard. The participant cannot use presenter actions. A challenge set on the presenter's
-page reloads the participant's page by itself (a `room` event) with the data fixed.
+page reaches the participant's page in place (a `room` event) with the data fixed; a pause
+locks Train in place. A board whose server is killed mid-run catches up to what is stored.
 
 As in test_browser.py, waits are explicit (selectors, `expect`, or `poll_js` through
 `page.evaluate`), never `page.wait_for_function`: the app's CSP refuses the eval it needs.
@@ -164,9 +165,10 @@ def test_a_workshop_in_two_browsers(new_page, live_server):
     assert response.status == 403
     expect(participant.locator("body")).to_contain_text(ONLY_PRESENTER)
     state = httpx.get(f"{base}/api/rooms/{code}", timeout=10).json()["state"]
-    assert state == {"challenge": None, "locked": False, "leaderboard": True, "closed": False}
+    assert state == {"challenge": None, "locked": False, "leaderboard": True, "closed": False,
+                     "rank_by": "final_val_loss", "reveal_test": False}
 
-    # A challenge set on the presenter's page reloads the participant's page by itself.
+    # A challenge set on the presenter's page reaches the participant's page in place.
     participant.goto(f"{base}/rooms/{code}")
     participant.wait_for_selector(BOARD_READY, timeout=TIMEOUT_MS)  # subscribed
     participant.evaluate("window.__beforeChallenge = true")
@@ -175,7 +177,7 @@ def test_a_workshop_in_two_browsers(new_page, live_server):
     presenter.fill(".challenge-form " + field("epochs"), "30")
     presenter.click("button[value='challenge']")
     expect(presenter.locator(".present-controls")).to_contain_text("Clear challenge")
-    poll_js(participant, "window.__beforeChallenge === undefined"
+    poll_js(participant, "window.__beforeChallenge === true"  # the same page: no reload
             " && !!document.querySelector('#room-banner .challenge')")
     banner = participant.locator("#room-banner .challenge")
     expect(banner).to_contain_text("circles")
@@ -186,20 +188,28 @@ def test_a_workshop_in_two_browsers(new_page, live_server):
     expect(participant.locator(field("dataset.name"))).to_have_value("circles")
 
 
-def test_a_paused_room_says_so_when_train_is_pressed(new_page, live_server):
+def test_a_paused_room_locks_train_in_place_and_opens_it_again(new_page, live_server):
     base = live_server.url
     link = httpx.post(f"{base}/rooms", data={"name": "paused"}, timeout=10).headers["location"]
     code, key = re.fullmatch(r"/rooms/(.+)/present\?key=(.+)", link).groups()
     participant = new_page(refusals=True)
     join(participant, base, code, "Bea")
     participant.wait_for_selector(BOARD_READY, timeout=TIMEOUT_MS)
-    res = httpx.post(f"{base}/api/rooms/{code}/settings", json={"locked": True},
-                     headers={"X-Presenter-Key": key}, timeout=10)
-    assert res.status_code == 200
+    participant.evaluate("window.__joined = true")
+
+    def presenter(change: dict) -> None:
+        res = httpx.post(f"{base}/api/rooms/{code}/settings", json=change,
+                         headers={"X-Presenter-Key": key}, timeout=10)
+        assert res.status_code == 200
+
+    presenter({"locked": True})
     expect(participant.locator("#room-banner")).to_contain_text("Paused", timeout=TIMEOUT_MS)
-    participant.wait_for_selector(BOARD_READY, timeout=TIMEOUT_MS)
-    participant.click("#train-button")
-    expect(participant.locator("#run")).to_contain_text("paused", timeout=5000)
+    expect(participant.locator("#train-button")).to_be_disabled()
+    expect(participant.locator("#controls [data-role=refused]")).to_contain_text("paused")
+    presenter({"locked": False})
+    expect(participant.locator("#train-button")).to_be_enabled(timeout=TIMEOUT_MS)
+    expect(participant.locator("#room-banner")).not_to_contain_text("Paused")
+    assert participant.evaluate("window.__joined === true")  # never reloaded
 
 
 def test_a_board_cut_off_mid_run_catches_up_to_exactly_what_is_stored(new_page, tmp_path):
@@ -222,13 +232,15 @@ def test_a_board_cut_off_mid_run_catches_up_to_exactly_what_is_stored(new_page, 
             "dataset": {"name": "moons", "n_train": 400},
             "train": {"epochs": 300, "batch_size": 2}})
         ids = [quick.json()["id"], long.json()["id"]]
-        poll_js(board, TRACE_JS, "Cy", until=lambda t: t and len(t["x"]) >= 3)
-        os.kill(server.proc.pid, signal.SIGKILL)  # no goodbye: the stream is simply cut
-        server.proc.wait()
-        server.start()  # the same port and database: the long run is failed, epochs kept
 
         def stored(exp_id: str) -> dict:
             return httpx.get(f"{base}/api/experiments/{exp_id}", timeout=10).json()
+
+        wait_until(lambda: len(stored(ids[1])["runs"][0]["epochs"]) >= 2, 60)
+        poll_js(board, CURVES_JS, until=lambda c: c and len(c) == 2)  # both drawn, live
+        os.kill(server.proc.pid, signal.SIGKILL)  # no goodbye: the stream is simply cut
+        server.proc.wait()
+        server.start()  # the same port and database: the long run is failed, epochs kept
 
         for exp_id in ids:
             wait_until(lambda e=exp_id: stored(e)["status"] in ("done", "failed"), 60)

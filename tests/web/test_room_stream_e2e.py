@@ -146,3 +146,49 @@ def test_a_malformed_last_event_id_is_a_422(live_server, bad):
                     headers={"Last-Event-ID": bad}, timeout=10)
     assert res.status_code == 422, (bad, res.status_code)
     assert "Last-Event-ID" in res.text
+
+
+def test_each_viewer_gets_what_they_may_see(server):
+    """A participant's page follows the room and their own run on one stream: their own
+    snapshots come with it, others' never; with the leaderboard hidden, others' epochs and
+    scores stay away from participants (not from the presenter), and each `room` event says
+    whether the viewer now sees everyone."""
+    code, presenter = new_room(server.url)
+    ada, bo = participant(server.url, code, "Ada"), participant(server.url, code, "Bo")
+    config = {"dataset": {"n_train": 100}, "model": {"hidden": [16]}, "train": {"epochs": 12}}
+    mine, theirs = start(ada, code, config), start(bo, code, config)
+    for exp in (mine, theirs):
+        wait_until(lambda e=exp: ada.get(f"/api/experiments/{e}").json()["status"] == "done", 60)
+
+    def everything(browser: httpx.Client) -> list[dict]:
+        got = read(server.url, code, lambda ev: len(finals(ev)) == 2 and any(
+            e["event"] == "room" for e in ev) if hidden else len(finals(ev)) == 2,
+            headers={"Cookie": "; ".join(f"{k}={v}" for k, v in browser.cookies.items())})
+        return got
+
+    hidden = False
+    seen = everything(ada)
+    entries = {e["data"]["exp"]: e["data"] for e in seen if e["event"] == "experiment"}
+    assert entries[mine]["mine"] is True and entries[theirs]["mine"] is False
+    assert "owner" not in entries[mine]  # who owns what stays on the server
+    def stored_snapshots(exp: str) -> int:
+        return len(ada.get(f"/e/{exp}.json").json()["snapshots"])
+    streamed = [e["data"]["exp"] for e in seen if e["event"] == "snapshot"]
+    assert streamed.count(mine) == stored_snapshots(mine)  # (how many: their cost decides)
+    assert theirs not in streamed and stored_snapshots(theirs) + stored_snapshots(mine) > 0
+    assert {e["data"]["exp"] for e in seen if e["event"] == "epoch"} == {mine, theirs}
+
+    hidden = True
+    res = presenter.post(f"/api/rooms/{code}/settings", json={"leaderboard": False})
+    assert res.status_code == 200
+    seen = everything(ada)
+    assert {e["data"]["exp"] for e in seen if e["event"] == "epoch"} == {mine}
+    (their_final,) = [e for e in seen if e["event"] == "done" and e["data"]["exp"] == theirs]
+    assert their_final["data"] == {"exp": theirs, "status": "done"}  # no summary, no scores
+    (room_event,) = [e for e in seen if e["event"] == "room"]
+    assert room_event["data"]["sees_all"] is False
+    seen = everything(presenter)
+    assert {e["data"]["exp"] for e in seen if e["event"] == "epoch"} == {mine, theirs}
+    assert not [e for e in seen if e["event"] == "snapshot"]
+    (room_event,) = [e for e in seen if e["event"] == "room"]
+    assert room_event["data"]["sees_all"] is True

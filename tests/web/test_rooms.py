@@ -210,16 +210,31 @@ def test_a_room_experiment_carries_its_author_and_reaches_the_leaderboard(app_cl
     assert row.find("a", href=f"/e/{exp_id}").text == "done"
 
 
-def test_the_leaderboard_ranks_by_the_best_score(app_client, room):
+def test_the_leaderboard_ranks_by_what_the_presenter_picks(app_client, room):
+    """Default: final validation loss (not picked on validation), lowest first; the presenter
+    may rank by the final score (highest first) or the best-epoch loss (which says so)."""
     ada, bob = join(app_client, room.code, "Ada"), join(app_client, room.code, "Bob")
     weak = started(play(bob, room.code, {**TINY_FORM, "train.epochs": "1", "train.lr": "0.0001"}))
     strong = started(play(ada, room.code, {**TINY_FORM, "train.epochs": "30"}))
     finished(ada, weak)
     finished(ada, strong)
-    ranked = board(ada, room.code)["leaderboard"]
-    scores = [e["best"]["val_acc"] for e in ranked]
+    data = board(ada, room.code)
+    assert data["rank_by"]["key"] == "final_val_loss"
+    losses = [e["scores"]["val_loss"] for e in data["leaderboard"]]
+    assert losses == sorted(losses) and {e["id"] for e in data["leaderboard"]} == {weak, strong}
+    stored = ada.get(f"/api/experiments/{strong}").json()["runs"][0]["epochs"]
+    (mine,) = [e for e in data["leaderboard"] if e["id"] == strong]
+    assert mine["scores"]["val_loss"] == stored[-1]["val_loss"]  # the final epoch, as stored
+    assert mine["scores"]["score"] == stored[-1]["val_acc"]
+
+    settings(room, rank_by="final_score")
+    scores = [e["scores"]["score"] for e in board(ada, room.code)["leaderboard"]]
     assert scores == sorted(scores, reverse=True)
-    assert {e["id"] for e in ranked} == {weak, strong}
+    settings(room, rank_by="best_val_loss")
+    table = html_tree(ada.get(f"/rooms/{room.code}/leaderboard").text)
+    assert "picked on validation" in table.text
+    res = room.presenter.post(f"/api/rooms/{room.code}/settings", json={"rank_by": "luck"})
+    assert res.status_code == 422
 
 
 def test_the_api_starts_room_experiments_only_for_members(app_client, room):
@@ -356,15 +371,22 @@ def test_a_hidden_leaderboard_is_hidden_from_participants_only(app_client, room)
     finished(ada, exp_id)
     assert settings(room, leaderboard=False)["leaderboard"] is False
 
-    assert board(ada, room.code)["leaderboard"] is None
-    assert [e["id"] for e in board(room.presenter, room.code)["leaderboard"]] == [exp_id]
+    # Ada sees her own results only; the presenter sees everyone's
+    bob = join(app_client, room.code, "Bob")
+    bobs = started(play(bob, room.code))
+    finished(bob, bobs)
+    data = board(ada, room.code)
+    assert [e["id"] for e in data["leaderboard"]] == [exp_id] and not data["everyone"]
+    (others,) = [e for e in data["experiments"] if e["id"] == bobs]
+    assert others["scores"] is None and others["best"] is None and others["val_loss"] == []
+    assert {e["id"] for e in board(room.presenter, room.code)["leaderboard"]} == {exp_id, bobs}
     mine = html_tree(ada.get(f"/rooms/{room.code}/leaderboard").text)
-    assert "hidden the leaderboard" in mine.text and not mine.find_all("table")
+    assert "hidden the leaderboard" in mine.text and "Bob" not in mine.find("tbody").text
     theirs = html_tree(room.presenter.get(f"/rooms/{room.code}/leaderboard").text)
-    assert "Ada" in theirs.find("tbody").text
+    assert "Ada" in theirs.find("tbody").text and "Bob" in theirs.find("tbody").text
 
     assert settings(room, leaderboard=True)["leaderboard"] is True
-    assert [e["id"] for e in board(ada, room.code)["leaderboard"]] == [exp_id]
+    assert {e["id"] for e in board(ada, room.code)["leaderboard"]} == {exp_id, bobs}
 
 
 def test_names_with_markup_are_escaped_everywhere(app_client):
@@ -483,7 +505,8 @@ def test_the_challenge_form_is_generated_from_the_challenge_model(app_client, ro
     form = html_tree(room.presenter.get(f"/rooms/{room.code}/present").text).find(
         "form", class_="challenge-form")
     names = [f.attrs["name"] for f in form.find_all("input") + form.find_all("select")]
-    assert set(names) == {f"dataset.{n}" for n in DatasetConfig.model_fields} | {"epochs"}
+    assert set(names) == {f"dataset.{n}" for n in DatasetConfig.model_fields} | {
+        "epochs", "hidden", "activation"}
     assert form.find("input", name="dataset.n_train").attrs["value"] == str(
         Challenge().dataset.n_train)
     assert form.find("input", name="epochs").attrs["max"] == str(
@@ -493,3 +516,101 @@ def test_the_challenge_form_is_generated_from_the_challenge_model(app_client, ro
         "form", class_="challenge-form")
     assert form.find("option", selected=True).attrs["value"] == "circles"
     assert form.find("input", name="epochs").attrs["value"] == "20"
+
+
+def test_a_challenge_may_fix_the_network_and_the_controls_show_it(app_client, room):
+    ada = join(app_client, room.code, "Ada")
+    settings(room, challenge={**CHALLENGE, "hidden": [16, 8], "activation": "tanh"})
+    controls = html_tree(ada.get(f"/rooms/{room.code}/controls",
+                                 params={"model.hidden": "128", "name": "mine"}).text)
+    hidden = controls.find("input", name="model.hidden")
+    assert hidden.attrs["value"] == "16,8" and "disabled" in hidden.attrs
+    assert controls.find("input", name="name").attrs["value"] == "mine"  # typed: kept
+    res = ada.post(f"/api/experiments?room={room.code}", json={
+        **TINY, "model": {"hidden": [128], "activation": "relu", "dropout": 0.3}})
+    assert res.status_code == 201, res.text
+    model = ada.get(f"/api/experiments/{res.json()['id']}").json()["config"]["model"]
+    assert (model["hidden"], model["activation"], model["dropout"]) == ([16, 8], "tanh", 0.3)
+    banner = html_tree(ada.get(f"/rooms/{room.code}/banner").text)
+    assert "network 16-8 tanh" in banner.text and "You choose the dropout" in banner.text
+    cancel_quietly(ada, res.json()["id"])
+
+
+def test_a_paused_or_closed_room_locks_the_train_button(app_client, room):
+    ada = join(app_client, room.code, "Ada")
+    button = html_tree(ada.get(f"/rooms/{room.code}/controls").text).find(
+        "button", id="train-button")
+    assert "disabled" not in button.attrs
+    settings(room, locked=True)
+    controls = html_tree(ada.get(f"/rooms/{room.code}/controls").text)
+    assert "disabled" in controls.find("button", id="train-button").attrs
+    assert "paused" in controls.find("p", data_role="refused").text
+    settings(room, locked=False, closed=True)
+    controls = html_tree(ada.get(f"/rooms/{room.code}/controls").text)
+    assert "closed" in controls.find("p", data_role="refused").text
+
+
+def test_the_presenter_link_is_shown_on_demand_to_the_presenter_only(app_client, room):
+    page = room.presenter.get(f"/rooms/{room.code}/present")
+    assert room.key not in page.text  # not in the page: it may be cached or projected
+    assert html_tree(page.text).find("div", id="presenter-link") is not None
+    res = room.presenter.get(f"/rooms/{room.code}/presenter-link")
+    assert res.status_code == 200 and res.headers["cache-control"] == "no-store"
+    link = html_tree(res.text).find("input", class_="secret-link").attrs["value"]
+    assert link.endswith(f"/rooms/{room.code}/present?key={room.key}")
+    assert "only key" in res.text
+    assert new_browser(app_client).get(f"/rooms/{room.code}/presenter-link").status_code == 403
+    board_page = room.presenter.get(f"/rooms/{room.code}/board").text
+    assert room.key not in board_page and "presenter-link" not in board_page
+
+
+def test_a_loopback_join_link_comes_with_the_servers_lan_addresses(app_client, room):
+    from app.web.network import interface_addresses
+
+    local = TestClient(app_client.app, base_url="http://127.0.0.1:8000",
+                       headers={"X-Presenter-Key": room.key})
+    page = local.get(f"/rooms/{room.code}/present")
+    assert page.status_code == 200, page.text[:300]
+    note = html_tree(page.text).find("div", class_="lan-note")
+    want = [f"http://{a}:8000/rooms/{room.code}" for a in interface_addresses()]
+    assert note is not None and [c.text for c in note.find_all("code")][:len(want)] == want
+    assert "only works on this computer" in note.text
+    remote = html_tree(room.presenter.get(f"/rooms/{room.code}/present").text)
+    assert remote.find_all("div", class_="lan-note") == []  # testserver is not loopback
+
+
+def test_test_scores_appear_only_when_the_presenter_reveals_them(app_client, room):
+    ada = join(app_client, room.code, "Ada")
+    exp_id = ada.post(f"/api/experiments?room={room.code}", json=TINY).json()["id"]
+    test = finished(ada, exp_id)["summary"]["runs"][0]["test"]
+    (row,) = board(ada, room.code)["leaderboard"]
+    assert "test_loss" not in row["scores"]
+    assert "test loss" not in ada.get(f"/rooms/{room.code}/leaderboard").text
+    settings(room, reveal_test=True)
+    (row,) = board(ada, room.code)["leaderboard"]
+    assert row["scores"]["test_loss"] == test["test_loss"]
+    assert row["scores"]["test_score"] == test["test_acc"]
+    assert "test loss" in ada.get(f"/rooms/{room.code}/leaderboard").text
+
+
+def test_the_ucurve_is_each_finished_experiment_and_the_rooms_mean_per_rate(app_client, room):
+    ada, bo = join(app_client, room.code, "Ada"), join(app_client, room.code, "Bo")
+    ids = [b.post(f"/api/experiments?room={room.code}", json={
+        **TINY, "model": {"hidden": [16], "dropout": rate}}).json()["id"]
+        for b, rate in ((ada, 0.2), (bo, 0.2), (ada, 0.5))]
+    finals = [finished(ada, i)["runs"][0]["epochs"][-1]["val_loss"] for i in ids]
+    curve = ada.get(f"/api/rooms/{room.code}/ucurve").json()
+    assert sorted((p["x"], p["y"]) for p in curve["points"]) == sorted(
+        zip((0.2, 0.2, 0.5), finals, strict=True))
+    (same,) = curve["curves"]  # one setup (data and network): one mean curve
+    (low, high) = same["means"]
+    assert (low["x"], low["n"], high["x"], high["n"]) == (0.2, 2, 0.5, 1)
+    assert low["mean"] == pytest.approx((finals[0] + finals[1]) / 2)
+    assert curve["metric"] == "final validation loss"
+    # another network is another curve: only like is compared with like
+    other = ada.post(f"/api/experiments?room={room.code}", json={
+        **TINY, "model": {"hidden": [8], "dropout": 0.2}}).json()["id"]
+    finished(ada, other)
+    curves = ada.get(f"/api/rooms/{room.code}/ucurve").json()["curves"]
+    assert [(c["setup"], c["n"]) for c in curves] == [
+        ("moons 50, noise 0.2 · 16 relu", 3), ("moons 50, noise 0.2 · 8 relu", 1)]
