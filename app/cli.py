@@ -1,8 +1,11 @@
-"""Command line: `python -m app serve` (the web app) and `python -m app train CONFIG.json`.
+"""Command line: `dropout-playground serve | train CONFIG.json | submit --server URL CONFIG.json`.
 
-`train` runs an experiment without a server: one JSON object per line on stdout for every epoch
-(the fields of the SSE `epoch` event), a progress bar on stderr, and a final
-`{"event": "done", ...}` line. Exit status 0 on success, 2 on an unreadable or invalid config.
+The console script `dropout-playground` (pyproject.toml) and `python -m app` are the same
+entry point; the console script also works from a folder that holds an `app.py` of its own.
+`serve` starts the web app. `submit` trains on a running server (app/submit.py). `train` runs
+an experiment without a server: one JSON object per line on stdout for every epoch (the fields
+of the SSE `epoch` event), a progress bar on stderr, and a final `{"event": "done", ...}` line.
+Exit status 0 on success, 2 on an unreadable or invalid config.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ def cmd_train(path: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app", description="Dropout Playground")
+    parser = argparse.ArgumentParser(prog=_prog(), description="Dropout Playground")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="start the web app")
     serve.add_argument("--host", default="127.0.0.1")
@@ -84,16 +87,31 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--executor", choices=["local", "ray"], default=None,
                        help="train in local worker processes (default) or on a Ray cluster")
     serve.add_argument("--ray-address", default=None, help="Ray head host:port, or auto")
+    serve.add_argument("--max-header-bytes", type=int, default=None,
+                       help="largest request line plus headers (default 32768); above it 431")
+    serve.add_argument("--trusted-proxies", default=None,
+                       help="comma-separated addresses or networks of reverse proxies whose "
+                            "X-Forwarded-For names the client (e.g. the nginx of deploy/)")
     train = sub.add_parser("train", help="train one experiment from a JSON config, no server")
     train.add_argument("config", help="path to the experiment config (JSON)")
+    submit = sub.add_parser("submit", help="train on a running server, following its progress")
+    submit.add_argument("--server", default="http://127.0.0.1:8000",
+                        help="the server's base URL (default: %(default)s)")
+    submit.add_argument("config", help="path to the experiment config (JSON)")
     args = parser.parse_args(argv)
     if args.command == "train":
         return cmd_train(args.config)
+    if args.command == "submit":
+        from app.submit import submit as submit_config
+
+        return submit_config(args.server, args.config)
     from app.web.serve import serve as run_server
 
     options = {"workers": args.workers, "web_workers": args.web_workers,
                "database_url": args.database_url,
-               "executor": args.executor, "ray_address": args.ray_address}
+               "executor": args.executor, "ray_address": args.ray_address,
+               "max_header_bytes": args.max_header_bytes,
+               "trusted_proxies": args.trusted_proxies}
     try:
         return run_server(host=args.host, port=args.port, data_dir=args.data_dir,
                           **{k: v for k, v in options.items() if v is not None})
@@ -101,3 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         problems = "; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors())
         print(f"error: {problems}", file=sys.stderr)
         return 2
+
+
+def _prog() -> str:
+    """The name usage lines show: how this process was started."""
+    name = Path(sys.argv[0]).name
+    return "python -m app" if name in ("__main__.py", "-c", "") else name

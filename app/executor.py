@@ -19,7 +19,12 @@ Publish = Callable[[str, Sequence[Event]], None]  # (experiment id, its new even
 
 
 class QueueFull(Exception):
-    """Over a queue limit (in total or for one client): the API answers 429 with this text."""
+    """Over a queue limit (in total, for one client or one address): the API answers 429 with
+    this text, and `retry_after` (seconds, from the queue's estimate) in Retry-After."""
+
+    def __init__(self, message: str, retry_after: int = 10):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @runtime_checkable
@@ -36,20 +41,27 @@ class Executor(Protocol):
     def stop(self) -> None:
         """Stop training; experiments still running are marked failed (epochs kept)."""
 
-    def submit(self, exp_id: str, owner: str | None = None) -> None:
-        """Queue a stored (queued) experiment; raise QueueFull over a limit."""
+    def submit(self, exp_id: str, owner: str | None = None,
+               address: str | None = None) -> None:
+        """Queue a stored (queued) experiment; raise QueueFull over a limit (`address`: the
+        network address it counts against, None inside a room)."""
 
     def cancel(self, exp_id: str) -> bool:
         """Ask an experiment to stop; True if it was queued or running here."""
 
-    def check_room(self, owner: str | None, new: str | None = None) -> None:
-        """Raise QueueFull if `owner` may not queue one more (`new`: already stored)."""
+    def check_room(self, owner: str | None, new: str | None = None,
+                   address: str | None = None) -> None:
+        """Raise QueueFull if `owner` (or `address`) may not queue one more (`new`: already
+        stored)."""
 
     def queue_position(self, exp_id: str) -> int | None:
         """1-based place in the queue, or None when not waiting here."""
 
     def queue_length(self) -> int:
         """Experiments waiting here."""
+
+    def estimate_start(self, exp_id: str) -> float | None:
+        """Seconds until a waiting experiment should start, or None when not waiting here."""
 
     def ready_workers(self) -> int:
         """Workers ready to train (warmed up)."""

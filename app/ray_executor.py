@@ -114,8 +114,8 @@ class RaySlot:
         self._jobs.put(None)
 
     def kill(self) -> None:
-        """Cancel the running task and say nothing more (the executor, which kills slots only
-        when it stops, has already recorded the experiment's end)."""
+        """Cancel the running task by force and say nothing more (the executor records the
+        experiment's end: it stops, or this slot did not stop within the grace)."""
         self._killed = True
 
     def join(self, timeout: float | None = None) -> int | None:
@@ -167,6 +167,11 @@ class RaySlot:
         epochs: list[tuple[int, dict]] = []  # forwarded so far: a cancel summarizes them
         cancelled = False
         while True:
+            if self._killed:  # the dispatcher gave up on it (stopping, or a hung task)
+                if task is not None:
+                    with contextlib.suppress(Exception):
+                        ray.cancel(task, force=True)
+                return
             try:
                 if task is None:
                     task = self._task = experiment_task.options(num_cpus=self.cpus).remote(

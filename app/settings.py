@@ -8,12 +8,17 @@ test fails if they drift apart.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def _cores() -> int:
@@ -85,6 +90,58 @@ class Settings(BaseSettings):
         15.0, gt=0, description="Keep-alive comment interval on event streams (seconds)."
     )
     recent_limit: int = Field(12, ge=1, le=100, description="Experiments in the recent list.")
+    stop_grace_seconds: float = Field(
+        10.0, gt=0, le=600,
+        description="A training process that has not stopped this long after a cancel or the "
+        "time limit is killed and replaced; its experiment fails with the reason (epochs kept).",
+    )
+    # -- per network address (a cookie is free to drop; an address is not) ---------------------
+    trusted_proxies: str = Field(
+        "", description="Comma-separated addresses or networks of reverse proxies (the nginx "
+        "of deploy/) whose X-Forwarded-For names the client; from anyone else the header is "
+        "ignored and the connection's address counts.",
+    )
+    people_per_address: int = Field(
+        300, ge=1, le=100_000,
+        description="How many people one network address may stand for (a venue's NAT: the "
+        "300-person tutorial of the README). Joins and unknown room codes per address come in "
+        "bursts of this many, refilled over 5 minutes.",
+    )
+    max_queued_per_address: int = Field(
+        16, ge=1, le=10_000,
+        description="Experiments one network address may have queued or running outside "
+        "workshop rooms (inside a room each member counts alone); above it 429.",
+    )
+    create_per_minute_per_address: int = Field(
+        60, ge=1, description="Experiments one network address may create per minute outside "
+        "workshop rooms; above it 429 with Retry-After.",
+    )
+    rooms_per_hour_per_address: int = Field(
+        30, ge=1, description="Workshop rooms one network address may create per hour.",
+    )
+    allowed_origins: str = Field(
+        "", description="Comma-separated origins (https://host:port) allowed besides the "
+        "server's own; a request with any other Origin header is refused with 403.",
+    )
+    # -- event streams and connections ---------------------------------------------------------
+    max_streams: int = Field(
+        4000, ge=1, le=100_000,
+        description="Event streams one server process serves at once; above it 503 with "
+        "Retry-After.",
+    )
+    max_streams_per_address: int = Field(
+        600, ge=1, le=100_000,
+        description="Event streams one network address may hold at once (two per person of a "
+        "300-person room behind one NAT); above it 429 with Retry-After.",
+    )
+    sse_send_timeout_seconds: float = Field(
+        30.0, gt=0, description="A stream client that takes no data for this long (its "
+        "buffers full) is dropped; a browser reconnects and resumes with Last-Event-ID.",
+    )
+    max_header_bytes: int = Field(
+        32 * 1024, ge=4096, le=1024 * 1024,
+        description="Largest request line plus headers `serve` reads (bytes); above it 431.",
+    )
 
     @model_validator(mode="after")
     def _several_processes_share_postgres(self) -> Settings:
@@ -92,6 +149,25 @@ class Settings(BaseSettings):
             raise ValueError("web_workers > 1 needs a PostgreSQL database_url: SQLite serves "
                              "one server process")
         return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in _split(value):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {part!r} is not an address or network "
+                                 "(e.g. 10.0.0.0/8)") from None
+        return value
+
+    @property
+    def proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(p, strict=False) for p in _split(self.trusted_proxies)]
+
+    @property
+    def extra_origins(self) -> set[str]:
+        return {o.rstrip("/").lower() for o in _split(self.allowed_origins)}
 
     @property
     def db_url(self) -> str:

@@ -21,6 +21,7 @@ live one, only that of dead ones (`orphans`). The schema is versioned with Alemb
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import threading
 import time
@@ -44,14 +45,20 @@ from sqlalchemy import (
     inspect,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+log = logging.getLogger(__name__)
 FINAL_STATUSES = ("done", "failed", "cancelled")
 STATUSES = ("queued", "running", *FINAL_STATUSES)
+
+
+class DatabaseDamaged(Exception):
+    """The database file is not a sound database (Store.check says what is wrong)."""
 
 
 class Base(DeclarativeBase):
@@ -232,6 +239,45 @@ def engine_for(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+def open_store(url: str, check: bool = True) -> Store:
+    """The store of a server at start: opened, migrated and checked. A file that is not a
+    sound database raises DatabaseDamaged saying which file and what to do, instead of a
+    server that answers 500s."""
+    from sqlalchemy.exc import DatabaseError, OperationalError
+
+    where = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else "the database"
+    deadline = time.monotonic() + LOCKED_AT_START_SECONDS
+    while True:
+        try:
+            store = Store(url)
+            break
+        except OperationalError as e:  # locked by another program, or unreachable: wait
+            if time.monotonic() > deadline:
+                raise
+            log.warning("the database is not available yet (%s); retrying", _first_line(e))
+            time.sleep(1.0)
+        except DatabaseError as e:
+            raise DatabaseDamaged(f"{where} cannot be opened as a database "
+                                  f"({_first_line(e)}): {RESTORE}") from e
+    try:
+        if check:
+            store.check()
+    except (DatabaseDamaged, DatabaseError) as e:
+        store.close()
+        raise DatabaseDamaged(f"{where} is damaged ({_first_line(e)}): {RESTORE}") from e
+    return store
+
+
+LOCKED_AT_START_SECONDS = 60.0  # a database locked at start is waited for this long
+RESTORE = ("restore it from a backup, or move it away to start with an empty one (the server "
+           "refuses to run on it)")
+
+
+def _first_line(e: Exception) -> str:
+    text_ = str(getattr(e, "orig", None) or e)
+    return (text_.splitlines() or [type(e).__name__])[0][:200]
+
+
 class Store:
     def __init__(self, url: str):
         self.engine: Engine = engine_for(url)
@@ -245,6 +291,39 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def check(self) -> None:
+        """At start: raise DatabaseDamaged unless the database is sound (SQLite: its own
+        quick_check of every page; PostgreSQL checks itself)."""
+        if self.shared:
+            return
+        with self.engine.connect() as conn:
+            problems = [row[0] for row in conn.exec_driver_sql("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise DatabaseDamaged("; ".join(problems[:3]))
+
+    def readable(self) -> None:
+        """A cheap read of what the app needs (the schema's version, the newest experiment,
+        the end of the event log): raises if the database cannot be read. Liveness. On
+        SQLite through a connection of its own, opened for it, read-only: a pooled one keeps
+        pages in memory and would not notice a file damaged under it."""
+        queries = ["SELECT version_num FROM alembic_version",
+                   "SELECT id FROM experiments ORDER BY created_at DESC LIMIT 1",
+                   "SELECT seq FROM events ORDER BY experiment_id DESC, seq DESC LIMIT 1"]
+        if self.shared:
+            with self.engine.connect() as conn:
+                for q in queries:
+                    conn.execute(text(q)).all()
+            return
+        import sqlite3
+
+        path = Path(self.engine.url.database).resolve()
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            for q in queries:
+                conn.execute(q).fetchall()
+        finally:
+            conn.close()
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -308,9 +387,7 @@ class Store:
             return []
         last, room = got
         ref = None
-        if room is not None and n and any(kind != "snapshot" for kind, _ in events):
-            # the room's log gets one reference to the whole batch (snapshots stay on the
-            # experiment's page: a batch of them alone is not referenced)
+        if room is not None and n:  # the room's log gets one reference to the whole batch
             ref = RoomRef(room, self._room_seq(conn, room), last - n + 1, last)
             conn.execute(insert(RoomEventRow).values(
                 room=room, seq=ref.seq, kind="ref", experiment_id=exp_id, first=ref.first,
@@ -437,19 +514,24 @@ class Store:
             return self._room_append(conn, code, "member", {"name": name})
 
     def room_events_after(self, code: str, seq: int = 0, sub: int = 0,
-                          limit: int | None = None) -> list[Event]:
+                          limit: int | None = None, owner: str | None = None) -> list[Event]:
         """The room's log after position (seq, sub), references expanded into their
         experiments' events, in order: row `seq` from its experiment event after `sub` on,
-        then every later row. Snapshots keep their place with no data (rooms do not show
-        them). Each event's `ref` says where it sits."""
+        then every later row. Snapshots keep their place, with their data only for the
+        experiments of `owner` (a room shows each person their own). Each event's `ref` says
+        where it sits."""
         e = EventRow.__table__.alias("e")
         r = RoomEventRow.__table__
-        data = case((e.c.kind == "snapshot", ""), else_=e.c.data)
+        x = ExperimentRow.__table__
+        others = (e.c.kind == "snapshot") & ((x.c.owner != owner) | x.c.owner.is_(None)
+                                             if owner else true())
+        data = case((others, ""), else_=e.c.data)
         q = (select(r.c.seq, r.c.kind, r.c.data, r.c.experiment_id, r.c.first, r.c.last,
                     e.c.seq, e.c.kind, data)
              .select_from(r.outerjoin(e, (r.c.kind == "ref")
                                       & (e.c.experiment_id == r.c.experiment_id)
-                                      & e.c.seq.between(r.c.first, r.c.last)))
+                                      & e.c.seq.between(r.c.first, r.c.last))
+                          .outerjoin(x, x.c.id == r.c.experiment_id))
              .where(r.c.room == code, (r.c.seq > seq) | ((r.c.seq == seq) & (e.c.seq > sub)))
              .order_by(r.c.seq, e.c.seq))
         if limit:

@@ -1,5 +1,9 @@
 """app.jobs: the dispatcher, with real worker processes and a real store (SQLite in tmp).
 
+Also its faults: writes the database refuses wait in order and are stored once; a slot that
+does not stop within the grace is killed and replaced; one address may not fill the queue;
+waiting experiments get estimated starts.
+
 Most tests share one pool of two warm workers (starting torch costs seconds) and leave it idle;
 those that stop or reconfigure an executor start their own. Also checks that both executors,
 and both kinds of slot, have every member of their protocols.
@@ -8,6 +12,8 @@ and both kinds of slot, have every member of their protocols.
 from __future__ import annotations
 
 import inspect
+import json
+import math
 import os
 import signal
 import time
@@ -263,3 +269,105 @@ def test_stop_fails_what_trains_and_the_next_executor_takes_over_the_queue(store
         assert row.status == "failed" and "restarted or stopped" in row.error
     finally:
         second.stop()
+
+
+# -- storage faults, hung slots, per-address limits, estimates --------------------------------
+
+class Flaky:
+    """Wraps a store: its appends fail (as on a locked database) while `failing` is set."""
+
+    def __init__(self, store: Store):
+        self.store, self.failing, self.refused = store, False, 0
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def append(self, *args, **kwargs):
+        if self.failing:
+            from sqlalchemy.exc import OperationalError
+
+            self.refused += 1
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        return self.store.append(*args, **kwargs)
+
+
+def test_refused_writes_wait_in_order_and_every_epoch_is_stored_once(store):
+    flaky = Flaky(store)
+    executor = LocalExecutor(flaky, Recorder(), workers=1, threads=1, max_queued=10)
+    executor.start()
+    try:
+        wait_until(lambda: executor.ready_workers() == 1)
+        config = {**TINY, "train": {"epochs": 150}}
+        exp_id = add(store, executor, config)
+        trained(store, exp_id, 5)
+        flaky.failing = True
+        wait_until(lambda: executor.pending_writes() > 0 and flaky.refused >= 2, 30)
+        stuck = store.get(exp_id).epochs_done
+        time.sleep(1)
+        assert store.get(exp_id).epochs_done == stuck  # nothing written, nothing dropped
+        flaky.failing = False
+        row = ended(store, exp_id)
+        assert row.status == "done"
+        assert [e["epoch"] for e in store.epochs_by_run(exp_id, 1)[0]] == list(range(1, 151))
+        published = [json.loads(d)["epoch"] for e, kind, d in executor.publish.events
+                     if e == exp_id and kind == "epoch"]
+        assert published == list(range(1, 151))  # each published once, after it was stored
+        assert executor.pending_writes() == 0 and executor.write_failures_total >= 2
+        assert ended(store, add(store, executor, TINY)).status == "done"  # the seat is free
+    finally:
+        executor.stop()
+
+
+def test_a_slot_that_does_not_stop_is_killed_after_the_grace_and_replaced(store):
+    executor = start_executor(store, stop_grace_seconds=0.5)
+    try:
+        exp_id = add(store, executor, LONG)
+        trained(store, exp_id, 2)
+        slot = next(w.slot for w in executor._pool if w.job == exp_id)
+        os.kill(slot.pid, signal.SIGSTOP)
+        assert executor.cancel(exp_id) is True
+        row = ended(store, exp_id, timeout=20)
+        assert row.status == "failed" and "did not stop within 0.5 s" in row.error
+        assert row.epochs_done == len(store.epochs_by_run(exp_id, 1)[0]) >= 2
+        assert executor.killed_total == 1
+        wait_until(lambda: executor.ready_workers() == 1)
+        assert ended(store, add(store, executor, TINY)).status == "done"
+    finally:
+        executor.stop()
+
+
+def test_one_address_may_not_fill_the_queue_outside_rooms(store):
+    executor = start_executor(store, max_per_address=2)
+    try:
+        ids = []
+        for i in range(2):
+            cfg = ExperimentConfig.model_validate(LONG)
+            exp_id = store.create(cfg.model_dump(mode="json"), 1, 1000, f"c{i}",
+                                  runner=executor.runner)
+            executor.submit(exp_id, f"c{i}", "10.0.0.1")
+            ids.append(exp_id)
+        with pytest.raises(QueueFull, match="the limit per address is 2") as refused:
+            executor.check_room("c9", address="10.0.0.1")
+        assert refused.value.retry_after >= 1
+        executor.check_room("c9", address="10.0.0.2")  # another address
+        executor.check_room("c9")  # in a room: not counted per address
+        stop_all(store, executor, *ids)
+    finally:
+        executor.stop()
+
+
+def test_waiting_experiments_get_growing_estimated_starts(store):
+    executor = start_executor(store)
+    try:
+        running = add(store, executor, LONG)
+        trained(store, running, 5)
+        waiting = [add(store, executor, TINY) for _ in range(3)]
+        starts = [executor.estimate_start(e) for e in waiting]
+        assert all(s is not None and s > 0 for s in starts)
+        assert starts == sorted(starts) and starts[0] < starts[-1]
+        assert executor.estimate_start(running) is None
+        with executor._lock:  # a full queue's Retry-After: when its head should start
+            assert abs(executor._retry_after_locked() - math.ceil(starts[0])) <= 1
+        stop_all(store, executor, running, *waiting)
+    finally:
+        executor.stop()

@@ -7,6 +7,8 @@ per problem: `{"loc": [...], "field": "model.dropout", "msg": "..."}`.
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -14,6 +16,8 @@ from markupsafe import escape
 from pydantic import BaseModel
 
 from app.ml.config import clean_message, error_field
+
+log = logging.getLogger(__name__)
 
 
 class ErrorOut(BaseModel):
@@ -24,11 +28,13 @@ class ErrorOut(BaseModel):
 
 def responses(*codes: int) -> dict[int, dict]:
     """OpenAPI entries for the refusals a route can answer."""
-    text = {400: "Body not readable (not UTF-8 JSON)", 403: "Not allowed (room rules)",
+    text = {400: "Body not readable (not UTF-8 JSON)",
+            403: "Not allowed (not the owner, not the presenter, room rules, another site)",
             404: "No such experiment",
             409: "Already ended", 413: "Body over the size limit",
-            429: "Busy: queue or rate limit (see Retry-After)",
-            503: "Database unavailable (see Retry-After)"}
+            422: "An id or value out of range",
+            429: "Busy: queue, rate or stream limit (see Retry-After)",
+            503: "Database unavailable, or the server's streams are full (see Retry-After)"}
     return {c: {"model": ErrorOut, "description": text[c]} for c in codes}
 
 
@@ -98,6 +104,16 @@ async def database_error_handler(request: Request, exc: Exception) -> Response:
     return await app_error_handler(request, Unavailable(
         "the database is unavailable right now (locked or out of disk space); nothing was "
         "saved, try again shortly", headers={"Retry-After": "5"}))
+
+
+async def damaged_database_handler(request: Request, exc: Exception) -> Response:
+    """The database answered with an error other than locked or full: a damaged file, most
+    likely. Say so with a 503 (not a 500 and a reset), and log it for the operator."""
+    log.error("database error on %s %s: %s", request.method, request.url.path,
+              str(exc).splitlines()[0][:300])
+    return await app_error_handler(request, Unavailable(
+        "the database could not be read (it may be damaged); nothing was saved. The "
+        "operator has been told; try again later", headers={"Retry-After": "30"}))
 
 
 class Unavailable(AppError):

@@ -1,4 +1,5 @@
-"""What the API and the pages share: starting an experiment and its JSON representation."""
+"""What the API and the pages share: starting an experiment, stopping it, its place in the
+queue and its JSON representation."""
 
 from __future__ import annotations
 
@@ -14,39 +15,46 @@ from app.executor import Executor, QueueFull
 from app.ml import datasets
 from app.ml.config import ExperimentConfig
 from app.ml.runs import epoch_fields, plan_runs
-from app.store import ExperimentRow, Store
+from app.store import FINAL_STATUSES, ExperimentRow, Store
 from app.web.errors import TooBusy
-from app.web.limits import RateLimiter
-
-RETRY_AFTER_SECONDS = 10
+from app.web.limits import RateLimiter, refuse_rate
 
 
 def start(config: ExperimentConfig, store: Store, executor: Executor, owner: str,
           limiter: RateLimiter | None = None, room: str | None = None,
-          author: str | None = None) -> str:
+          author: str | None = None, address: str | None = None,
+          address_limiter: RateLimiter | None = None) -> str:
     """Store a validated config as a queued experiment and hand it to the executor.
 
-    Every limit is checked before anything is written, so a refusal stores nothing.
+    Every limit is checked before anything is written, so a refusal stores nothing. Outside a
+    room the experiment also counts against its network `address` (a queue limit and a
+    creation rate per address); in a room each member counts alone, so a class behind one
+    address works.
     """
+    counted = None if room else address
     try:
-        executor.check_room(owner)
+        executor.check_room(owner, address=counted)
     except QueueFull as e:
-        raise _busy(str(e)) from None
+        raise _busy(e) from None
     if limiter is not None:
         wait = limiter.take(owner)
         if wait:
             raise TooBusy(f"too many new experiments: the limit is {limiter.per_minute} per "
                           f"minute; try again in {wait} s", headers={"Retry-After": str(wait)})
+    if counted is not None and address_limiter is not None:
+        wait = address_limiter.take(counted)
+        if wait:
+            raise refuse_rate(address_limiter, wait, "new experiments outside workshop rooms")
     exp_id, events = store.create_with_events(
         config.model_dump(mode="json"), config.n_runs, config.n_runs * config.train.epochs,
         owner, room, author, executor.runner,
-        room_entry=rooms.entry(config, author, config.name) if room else None)
+        room_entry=rooms.entry(config, author, config.name, owner) if room else None)
     executor.publish(exp_id, events)  # a room's board hears of it before its first epoch
     try:
-        executor.submit(exp_id, owner)
+        executor.submit(exp_id, owner, counted)
     except QueueFull as e:  # lost a race with another request: undo, then refuse
         store.delete(exp_id)
-        raise _busy(str(e)) from None
+        raise _busy(e) from None
     return exp_id
 
 
@@ -70,9 +78,50 @@ def stop(exp_id: str, store: Store, executor: Executor, bus: Bus) -> bool:
     return True
 
 
-def _busy(message: str) -> TooBusy:
-    return TooBusy(f"{message}; try again in a few seconds",
-                   headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+def _busy(e: QueueFull) -> TooBusy:
+    """The 429 of a queue limit, with the queue's estimate of when a place frees up."""
+    return TooBusy(f"{e}; try again in about {_duration(e.retry_after)}",
+                   headers={"Retry-After": str(e.retry_after)})
+
+
+def delete(row: ExperimentRow, store: Store, executor: Executor, bus: Bus) -> None:
+    """Delete an experiment; a queued or running one is stopped first, and its open streams
+    get a final event (`cancelled`, `"deleted": true`) before its log goes."""
+    if row.status not in FINAL_STATUSES:
+        stop(row.id, store, executor, bus)
+        executor.publish(row.id, store.transition(
+            row.id, "cancelled", {"deleted": True, "error": "this experiment was deleted"},
+            error="this experiment was deleted"))
+    store.delete(row.id)
+
+
+def queue_info(row: ExperimentRow, executor: Executor) -> dict | None:
+    """A waiting experiment's place in the queue and estimated start, with the sentence the
+    status bar shows; None when it is not waiting here."""
+    if row.status != "queued":
+        return None
+    position = executor.queue_position(row.id)
+    if position is None:
+        return None
+    seconds = executor.estimate_start(row.id)
+    ahead = "next in the queue" if position == 1 else f"{_ordinal(position)} in the queue"
+    when = "" if seconds is None else f", starts in about {_duration(seconds)}"
+    return {"position": position, "estimated_start_seconds":
+            None if seconds is None else round(seconds, 1), "text": ahead + when}
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _duration(seconds: float) -> str:
+    """A wait as people say it: "5 s", "2 min", "1 h 5 min"."""
+    seconds = max(1, round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
 
 
 def config_of(row: ExperimentRow) -> ExperimentConfig:
@@ -110,7 +159,9 @@ def experiment_json(row: ExperimentRow, store: Store,
         "summary": json.loads(row.summary) if row.summary else {},
     }
     if executor is not None and row.status == "queued":
-        out["queue_position"] = executor.queue_position(row.id)
+        info = queue_info(row, executor)
+        out["queue_position"] = info and info["position"]
+        out["estimated_start_seconds"] = info and info["estimated_start_seconds"]
     return out
 
 

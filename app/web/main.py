@@ -2,22 +2,21 @@
 
 Nothing is built at import time. The lifespan starts the worker pool (processes importing
 torch, ~2 s, in the background: the server answers at once, experiments wait in the queue) and
-stops it on shutdown. Front-end libraries are served from installed packages, never a CDN:
-Plotly's bundle from the plotly Python package, htmx from node_modules (npm).
+stops it on shutdown. Static files, the front-end libraries vendored from npm among them, are
+package data served under content-hashed URLs (app/web/assets.py): never a CDN, never Node at
+run time. /docs and /redoc are Swagger UI and ReDoc from those files, under a policy of their
+own.
 """
 
 from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
-from pathlib import Path
 
-import plotly
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse
-from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import OperationalError
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.exc import DatabaseError, OperationalError
 
 from app import rooms
 from app.bus import Bus, bus_for
@@ -25,24 +24,28 @@ from app.events import Broker
 from app.executor import Executor
 from app.jobs import LocalExecutor
 from app.settings import Settings
-from app.store import Store
-from app.web import api, pages, stream
+from app.store import Store, open_store
+from app.web import api, health, pages, stream
 from app.web import rooms as room_pages
+from app.web.assets import PREFIX, Assets
 from app.web.errors import (
     AppError,
     app_error_handler,
+    damaged_database_handler,
     database_error_handler,
     validation_error_handler,
 )
-from app.web.limits import RateLimiter
-from app.web.middleware import BodyLimit, ClientCookie, SecurityHeaders
+from app.web.limits import AddressLimits, RateLimiter, StreamCaps
+from app.web.middleware import (
+    DOCS_CSP,
+    BodyLimit,
+    ClientAddress,
+    ClientCookie,
+    Compression,
+    SameOrigin,
+    SecurityHeaders,
+)
 from app.web.render import make_templates
-
-ROOT = Path(__file__).resolve().parents[2]
-VENDOR = {
-    "plotly.min.js": Path(plotly.__file__).parent / "package_data" / "plotly.min.js",
-    "htmx.min.js": ROOT / "node_modules" / "htmx.org" / "dist" / "htmx.min.js",
-}
 
 
 def _publisher(bus: Bus):
@@ -64,7 +67,9 @@ def _publisher(bus: Bus):
 def _executor(settings: Settings, store: Store, publish) -> Executor:
     """The local worker pool, or the Ray executor (imported only then: Ray is optional)."""
     limits = dict(max_queued=settings.max_queued, max_per_client=settings.max_queued_per_client,
+                  max_per_address=settings.max_queued_per_address,
                   max_run_seconds=settings.max_run_seconds,
+                  stop_grace_seconds=settings.stop_grace_seconds,
                   runner_timeout=settings.runner_timeout_seconds)
     if settings.executor == "ray":
         try:
@@ -91,7 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        store = await asyncio.to_thread(Store, settings.db_url)  # migrates: may take a moment
+        store = await asyncio.to_thread(  # migrates; checks, unless `serve` just did
+            open_store, settings.db_url, not getattr(app.state, "database_checked", False))
         broker = Broker(asyncio.get_running_loop())
         bus = bus_for(store, settings.db_url, broker, on_control=lambda m: _control(app, m))
         await asyncio.to_thread(bus.start)
@@ -107,39 +113,52 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store.close()
 
     app = FastAPI(title="Dropout Playground", version="0.1.0", lifespan=lifespan,
-                  description="Train small networks with dropout and watch them learn.")
+                  description="Train small networks with dropout and watch them learn.",
+                  docs_url=None, redoc_url=None)  # FastAPI's would load them from a CDN
     app.state.settings = settings
     app.state.create_limiter = RateLimiter(settings.create_per_minute)
-    app.state.templates = make_templates()
+    app.state.address_limits = AddressLimits.from_settings(settings)
+    app.state.stream_caps = StreamCaps(settings.max_streams, settings.max_streams_per_address)
+    app.state.assets = assets = Assets()
+    app.state.templates = make_templates(assets)
     app.add_exception_handler(AppError, app_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(OperationalError, database_error_handler)
+    app.add_exception_handler(DatabaseError, damaged_database_handler)
     app.include_router(api.router)
     app.include_router(stream.router)
     app.include_router(pages.router)
     app.include_router(room_pages.router)
-    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+    app.include_router(health.router)
 
-    @app.get("/vendor/{name}", include_in_schema=False)
-    def vendor(name: str) -> FileResponse:
-        """Front-end libraries from installed packages (see module docstring)."""
-        path = VENDOR.get(name)
-        if path is None or not path.exists():
-            from app.web.errors import NotFound
+    @app.api_route(PREFIX + "/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
+    def static(path: str, request: Request) -> Response:
+        """A static file: hashed URLs are immutable, plain ones revalidate (app/web/assets)."""
+        return assets.respond(path, request.headers.get("accept-encoding", ""),
+                              request.headers.get("if-none-match"))
 
-            raise NotFound(f"{name} is not installed (run `make setup`)")
-        return FileResponse(path, media_type="text/javascript",
-                            headers={"Cache-Control": "public, max-age=86400"})
+    def api_docs(request: Request, kind: str, bundle: str) -> HTMLResponse:
+        page = app.state.templates.TemplateResponse(
+            request, "api_docs.html",
+            {"kind": kind, "bundle": bundle, "title": f"{app.title} API",
+             "openapi_url": app.openapi_url})
+        page.headers["Content-Security-Policy"] = DOCS_CSP
+        return page
 
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict:
-        """Liveness, and how many training workers are warm (for deploys and benchmarks)."""
-        executor = app.state.executor
-        return {"ok": True, "workers": executor.workers, "workers_ready": executor.ready_workers(),
-                "queued": executor.queue_length(), "runner": executor.runner,
-                "executor": settings.executor}
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui(request: Request) -> HTMLResponse:
+        """The API's operations, to read and try (Swagger UI, vendored from npm)."""
+        return api_docs(request, "swagger", "vendor/swagger-ui/swagger-ui-bundle.js")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        """The API reference as one page (ReDoc, vendored from npm)."""
+        return api_docs(request, "redoc", "vendor/redoc/redoc.standalone.js")
 
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(Compression)
     app.add_middleware(ClientCookie)
+    app.add_middleware(ClientAddress, proxies=settings.proxy_networks)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SameOrigin, allowed=settings.extra_origins)
     return app

@@ -22,6 +22,8 @@ from app.ml.scenarios import SCENARIOS
 from app.store import ExperimentRow, Store
 from app.web import api, experiments, forms, views
 from app.web.deps import (
+    AddressDep,
+    AddressLimitsDep,
     BusDep,
     ClientDep,
     ExecutorDep,
@@ -32,7 +34,7 @@ from app.web.deps import (
 )
 from app.web.errors import AppError, NotFound, TooBusy
 from app.web.render import render
-from app.web.rooms import room_for_play
+from app.web.rooms import controls_context, room_for_play
 
 router = APIRouter(include_in_schema=False)
 
@@ -55,7 +57,8 @@ def run_context(row: ExperimentRow, store: Store) -> dict:
 
 
 def _sweep_text(config, rates: list[float] | None) -> str:
-    """One line describing a sweep: which rates (and how chosen), L2 grid, folds, seeds."""
+    """One line describing a sweep: which rates (and how chosen), weight decay grid, folds,
+    seeds (training, data, or both)."""
     s = config.sweep
     if s is None:
         return ""
@@ -65,11 +68,13 @@ def _sweep_text(config, rates: list[float] | None) -> str:
         where = forms.option_text("sweep.target", s.target)
         parts.append(f"{how}p ∈ {{{', '.join(f'{r:g}' for r in rates)}}} on {where}")
     if s.weight_decay:
-        parts.append(f"× L2 ∈ {{{', '.join(f'{w:g}' for w in s.weight_decay)}}}")
+        parts.append(f"× weight decay ∈ {{{', '.join(f'{w:g}' for w in s.weight_decay)}}}")
     if s.folds > 1:
         parts.append(f"{s.folds}-fold cross-validation")
     if s.repeats > 1:
-        parts.append(f"{s.repeats} seeds")
+        what = {"train": "training seeds", "data": "data seeds",
+                "both": "seeds (data and training)"}[s.repeat_seeds]
+        parts.append(f"{s.repeats} {what}")
     return ", ".join(parts)
 
 
@@ -94,14 +99,14 @@ def playground(request: Request, settings: SettingsDep):
 
 @router.post("/play", response_class=HTMLResponse)
 async def play(request: Request, store: StoreDep, executor: ExecutorDep, client: ClientDep,
-               limiter: LimiterDep):
+               limiter: LimiterDep, address: AddressDep, address_limits: AddressLimitsDep):
     """The form's Train button: start the experiment, answer the live run panel."""
     params = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     config, errors = forms.validate(params)
     room = author = None
     try:
         if config is not None and params.get("room"):
-            room_row, state, author = room_for_play(store, params["room"], client)
+            room_row, state, author = room_for_play(store, params["room"], client, request)
             room = room_row.code
             config = rooms.apply_challenge(config, state)
     except ValidationError as e:
@@ -109,21 +114,17 @@ async def play(request: Request, store: StoreDep, executor: ExecutorDep, client:
     except AppError as e:  # closed, paused, not joined
         return render(request, "partials/run.html", {"busy": e.message}, status=e.status)
     if config is None:
-        fixed: tuple[str, ...] = ()
-        if params.get("room"):  # a refused run in a room keeps the challenge's data fixed
-            room_row = store.get_room(params["room"].strip().upper())
-            challenge = rooms.state_of(room_row).challenge if room_row else None
-            if challenge is not None:
-                fixed = ("dataset",)
-                params.update({f"dataset.{k}": forms.to_text(v)
-                               for k, v in challenge.dataset.model_dump().items()})
+        room_row = store.get_room(params["room"].strip().upper()) if params.get("room") else None
+        context = {"sections": forms.filled_sections(params, errors),
+                   "room_code": params.get("room")}
+        if room_row is not None:  # a refused run in a room keeps the room's rules on show
+            context = controls_context(room_row, params, errors)
         return render(request, "partials/controls.html", {
-            "sections": forms.filled_sections(params, errors),
-            "form_errors": forms.unplaced_errors(errors), "room_code": params.get("room"),
-            "fixed_sections": fixed,
+            **context, "form_errors": forms.unplaced_errors(errors),
         }, status=422, headers={"HX-Retarget": "#controls", "HX-Reswap": "outerHTML"})
     try:
-        exp_id = experiments.start(config, store, executor, client, limiter, room, author)
+        exp_id = experiments.start(config, store, executor, client, limiter, room, author,
+                                   address, address_limits.create)
     except TooBusy as e:
         return render(request, "partials/run.html", {"busy": e.message}, status=429,
                       headers=e.headers)
@@ -133,7 +134,9 @@ async def play(request: Request, store: StoreDep, executor: ExecutorDep, client:
     headers = {"HX-Trigger": "dp:started", "HX-Replace-Url": url}
     if not request.headers.get("HX-Request"):
         return RedirectResponse(f"/e/{exp_id}", status_code=303)
-    return render(request, "partials/run.html", run_context(row, store), headers=headers)
+    return render(request, "partials/run.html", {
+        **run_context(row, store), "owner": True,
+        "queue": experiments.queue_info(row, executor)}, headers=headers)
 
 
 @router.get("/e/{exp_id}.json")
@@ -143,25 +146,29 @@ def experiment_twin(row: ExperimentDep, store: StoreDep, executor: ExecutorDep) 
 
 
 @router.get("/e/{exp_id}", response_class=HTMLResponse)
-def experiment_page(request: Request, row: ExperimentDep, store: StoreDep, client: ClientDep):
-    """An experiment's permanent page: config, curves (live or complete), summary, actions."""
-    return render(request, "experiment.html", {**run_context(row, store),
-                                               "owner": row.owner == client})
+def experiment_page(request: Request, row: ExperimentDep, store: StoreDep, client: ClientDep,
+                    executor: ExecutorDep):
+    """An experiment's permanent page: config, curves (live or complete), summary, actions
+    (Stop, rename and delete for its owner only)."""
+    return render(request, "experiment.html", {
+        **run_context(row, store), "owner": api.may_change(request, row, client, store),
+        "queue": experiments.queue_info(row, executor)})
 
 
 @router.post("/e/{exp_id}/rename")
 async def rename_page(request: Request, row: ExperimentDep, store: StoreDep, client: ClientDep):
     """The share page's rename form (owner only)."""
     form = await request.form()
-    api.rename_experiment(row, store, client, api.Rename(name=str(form.get("name", ""))[:80]))
+    api.rename_experiment(request, row, store, client,
+                          api.Rename(name=str(form.get("name", ""))[:80]))
     return RedirectResponse(f"/e/{row.id}", status_code=303)
 
 
 @router.post("/e/{exp_id}/delete")
-def delete_page(row: ExperimentDep, store: StoreDep, executor: ExecutorDep, bus: BusDep,
-                client: ClientDep):
+def delete_page(request: Request, row: ExperimentDep, store: StoreDep, executor: ExecutorDep,
+                bus: BusDep, client: ClientDep):
     """The share page's delete button (owner only)."""
-    api.delete_experiment(row, store, executor, bus, client)
+    api.delete_experiment(request, row, store, executor, bus, client)
     return RedirectResponse("/", status_code=303)
 
 
@@ -191,9 +198,13 @@ def experiment_summary(request: Request, row: ExperimentDep, store: StoreDep):
 
 
 @router.get("/e/{exp_id}/statusbar", response_class=HTMLResponse)
-def experiment_statusbar(request: Request, row: ExperimentDep):
-    """The status bar (status, progress, Stop, share link), drawn from what is stored."""
-    return render(request, "partials/statusbar.html", {"exp": row})
+def experiment_statusbar(request: Request, row: ExperimentDep, store: StoreDep,
+                         client: ClientDep, executor: ExecutorDep):
+    """The status bar (status, place in the queue, progress, Stop for its owner, share link),
+    drawn from what is stored."""
+    return render(request, "partials/statusbar.html", {
+        "exp": row, "owner": api.may_change(request, row, client, store),
+        "queue": experiments.queue_info(row, executor)})
 
 
 @router.get("/e/{exp_id}/thinned", response_class=HTMLResponse)

@@ -1,13 +1,13 @@
 // Dropout Playground's page script: the entry point, loaded by templates/base.html as
-// <script type="module" src="/static/js/main.js">. The server renders the markup (forms,
+// <script type="module" src="{{ asset('js/main.js') }}">. The server renders the markup (forms,
 // status, tables, the thinned network) and htmx swaps its partials; these modules only draw
 // what needs Plotly, each named after the view it draws:
 //   run.js (a run panel: its stream) -> curves.js, sweep.js, insight.js; board.js (a room's
 //   board); compare.js; controls.js (URL sync, copy buttons); plot.js (shared Plotly pieces);
 //   stats.js (the live mean/std of a sweep's curves, the page's one computation).
-// No build step: modules import each other by relative URL ("./curves.js"). When static
-// files are served under content-hashed names, an import map in base.html will map each
-// module URL to its hashed URL, so the imports here stay as they are.
+// No build step: modules import each other by relative URL ("./curves.js"). The server
+// serves each under a content-hashed URL with these imports rewritten to the hashed URLs
+// (app/web/assets.py), so a release never mixes modules; the imports here stay as they are.
 // Plotly and htmx are classic deferred scripts (window.Plotly, window.htmx) placed before this
 // module in base.html: module scripts run after the deferred scripts before them.
 

@@ -74,11 +74,18 @@ def parse_sse(text: str) -> list[dict]:
     return events
 
 
+# Every in-process test client comes from one address ("testclient"), and a live server's
+# from 127.0.0.1: the per-address limits out of the way, as the per-client ones (tests of
+# those limits set their own).
+ROOMY_ADDRESS = dict(max_queued_per_address=1000, create_per_minute_per_address=100_000,
+                     rooms_per_hour_per_address=100_000, people_per_address=100_000)
+
+
 def roomy_client(data_dir: Path) -> TestClient:
     """An in-process app with one warm worker and every per-client limit out of the way (use
     it as a context manager: that runs the lifespan)."""
     settings = Settings(data_dir=data_dir, workers=1, threads_per_worker=1, max_queued=100,
-                        max_queued_per_client=100, create_per_minute=10_000)
+                        max_queued_per_client=100, create_per_minute=10_000, **ROOMY_ADDRESS)
     return TestClient(create_app(settings))
 
 
@@ -87,7 +94,7 @@ def client(tmp_path_factory) -> Iterator[TestClient]:
     data = tmp_path_factory.mktemp("data")
     # per-client limits out of the way here; tests of those limits build their own apps
     settings = Settings(data_dir=data, workers=1, threads_per_worker=1, max_queued=4,
-                        max_queued_per_client=100, create_per_minute=10_000)
+                        max_queued_per_client=100, create_per_minute=10_000, **ROOMY_ADDRESS)
     with TestClient(create_app(settings)) as c:
         yield c
 
@@ -105,7 +112,8 @@ class LiveServer:
         self.data_dir = data_dir
         self.log = data_dir / "server.log"
         self.env = {**os.environ, "DP_WORKERS": "2", "DP_THREADS_PER_WORKER": "1",
-                    "DP_MAX_QUEUED_PER_CLIENT": "100", "DP_CREATE_PER_MINUTE": "10000", **env}
+                    "DP_MAX_QUEUED_PER_CLIENT": "100", "DP_CREATE_PER_MINUTE": "10000",
+                    **{f"DP_{k.upper()}": str(v) for k, v in ROOMY_ADDRESS.items()}, **env}
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> LiveServer:

@@ -13,6 +13,7 @@ not subject to the page's CSP, so `poll_js` polls with it instead.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -345,14 +346,19 @@ def test_everything_loads_from_the_app_itself(page: Page, live_server):
     assert requests
     assert [u for u in requests if not u.startswith(base + "/")] == []
     paths = {urlsplit(u).path for u in requests}
+    # static files only under content-hashed URLs (app/web/assets.py), the modules' imports too
+    static = {p for p in paths if p.startswith("/static/")}
+    unhashed = {re.sub(r"\.[0-9a-f]{10}(\.\w+)$", r"\1", p) for p in static}
+    assert len(unhashed) == len(static) and not unhashed & static, static
     # the page script's ES modules, each imported by main.js or by a module it imports
     modules = {f"/static/js/{name}.js" for name in (
         "main", "run", "curves", "sweep", "insight", "board", "compare", "controls", "plot",
         "stats")}
-    assert {"/vendor/htmx.min.js", "/vendor/plotly.min.js", "/play",
-            f"/api/experiments/{exp_id}/events"} | modules <= paths
+    assert {"/static/vendor/htmx.min.js", "/static/vendor/plotly-cartesian.min.js"} | modules \
+        <= unhashed
+    assert {"/play", f"/api/experiments/{exp_id}/events"} <= paths
     scripts = page.evaluate("Array.from(document.scripts, (s) => s.src)")
-    assert scripts and all(s.startswith((base + "/vendor/", base + "/static/")) for s in scripts)
+    assert scripts and all(s.startswith(base + "/static/") for s in scripts)
     assert page.evaluate("typeof Plotly") == "object"
     assert page.evaluate("typeof htmx") == "object"
 

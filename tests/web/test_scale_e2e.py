@@ -129,13 +129,15 @@ def test_a_room_board_on_one_server_sees_what_happens_on_another(pair):
 
 def test_a_cancel_sent_to_one_server_stops_training_under_another(pair):
     a, b = pair
-    exp_id = post(a, LONG)
+    owner = {"X-Owner-Token": "one-script-of-ours"}  # only the owner may stop them
+    exp_id = httpx.post(f"{a.url}/api/experiments", json=LONG, headers=owner).json()["id"]
     wait_until(lambda: epochs_stored(a, exp_id) >= 2, 60)
-    queued = post(a, TINY)  # behind it, in a's queue: cancelled at once, wherever asked
-    res = httpx.post(f"{b.url}/api/experiments/{queued}/cancel", timeout=10)
+    queued = httpx.post(f"{a.url}/api/experiments", json=TINY, headers=owner).json()["id"]
+    # behind it, in a's queue: cancelled at once, wherever asked
+    res = httpx.post(f"{b.url}/api/experiments/{queued}/cancel", headers=owner, timeout=10)
     assert res.status_code == 200 and res.json()["status"] == "cancelled"
 
-    res = httpx.post(f"{b.url}/api/experiments/{exp_id}/cancel", timeout=10)
+    res = httpx.post(f"{b.url}/api/experiments/{exp_id}/cancel", headers=owner, timeout=10)
     assert res.status_code == 200 and res.json()["cancel_requested"] is True
     body = finished(httpx.Client(base_url=b.url), exp_id, timeout=30)
     assert body["status"] == "cancelled"
