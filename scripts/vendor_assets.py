@@ -1,11 +1,13 @@
-"""Vendor the front-end libraries from npm into static/vendor/ (package data of the wheel).
+"""Vendor the front-end libraries from npm into static/vendor/ (package data of the wheel),
+and the tests' own (axe-core) into tests/vendor/, which no wheel ships.
 
     python scripts/vendor_assets.py          # after changing package.json (make vendor)
     python scripts/vendor_assets.py --check  # the committed files match the lockfile
 
 The server never needs Node: the files it serves are committed under static/vendor/, with
 pre-compressed twins (`.gz`, `.br`) beside the large ones and `vendor.json` saying where each
-came from. They are never copied by hand. For every package below this script takes the
+came from (tests/vendor/vendor.json likewise for the tests' files, which get no twins). They
+are never copied by hand. For every package below this script takes the
 version and integrity from package-lock.json, gets that tarball with `npm pack` (npm's cache
 answers after an `npm ci`), checks the tarball's sha512 against the lockfile's integrity, and
 extracts the listed files from the tarball itself. `--check` (run by the tests, no Node
@@ -34,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 VENDOR = ROOT / "static" / "vendor"
 MANIFEST = VENDOR / "vendor.json"
+TEST_VENDOR = ROOT / "tests" / "vendor"  # for the tests only: not package data
 LOCKFILE = ROOT / "package-lock.json"
 
 # npm package -> {file in its tarball (under package/): where it goes under static/vendor/}.
@@ -61,7 +64,17 @@ PACKAGES: dict[str, dict[str, str]] = {
         "LICENSE": "licenses/redoc.txt",
     },
 }
+# The tests' libraries (package.json devDependencies), under tests/vendor/: axe-core, the
+# accessibility checker the browser tests inject into every page (tests/web/test_browser_a11y.py).
+TEST_PACKAGES: dict[str, dict[str, str]] = {
+    "axe-core": {
+        "axe.min.js": "axe-core/axe.min.js",
+        "LICENSE": "licenses/axe-core.txt",
+    },
+}
 COMPRESSED = (".js", ".css")  # these get .gz and .br twins, served as is (app/web/assets.py)
+# (folder, its packages, whether its files get compressed twins)
+TARGETS = [(VENDOR, PACKAGES, True), (TEST_VENDOR, TEST_PACKAGES, False)]
 
 
 def sha256(data: bytes) -> str:
@@ -100,14 +113,19 @@ def brotli_bytes(data: bytes) -> bytes:
     return brotli.compress(data, quality=11)
 
 
-def vendor() -> dict:
+def vendor() -> None:
+    for folder, packages, twins in TARGETS:
+        vendor_into(folder, packages, twins)
+
+
+def vendor_into(folder: Path, packages: dict[str, dict[str, str]], twins: bool) -> dict:
     manifest: dict = {"packages": {}}
-    if VENDOR.exists():
-        for old in VENDOR.rglob("*"):
+    if folder.exists():
+        for old in folder.rglob("*"):
             if old.is_file():
                 old.unlink()
     with tempfile.TemporaryDirectory() as tmp:
-        for name, files in PACKAGES.items():
+        for name, files in packages.items():
             entry = locked(name)
             data = tarball(name, entry["version"], Path(tmp))
             if integrity_of(data) != entry["integrity"]:
@@ -121,21 +139,20 @@ def vendor() -> dict:
                     if member is None:
                         raise SystemExit(f"{name}@{entry['version']} has no {source}")
                     body = tar.extractfile(member).read()
-                    record[dest] = write(dest, body)
+                    record[dest] = write(folder / dest, body, twins)
                     record[dest]["from"] = source
             manifest["packages"][name] = {"version": entry["version"],
                                           "integrity": entry["integrity"], "files": record}
             print(f"{name}@{entry['version']}: integrity ok, {len(files)} files")
-    MANIFEST.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    (folder / "vendor.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
 
-def write(dest: str, body: bytes) -> dict:
-    path = VENDOR / dest
+def write(path: Path, body: bytes, twins: bool = True) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(body)
     record = {"sha256": sha256(body), "size": len(body)}
-    if path.suffix in COMPRESSED:
+    if twins and path.suffix in COMPRESSED:
         for suffix, compress in ((".gz", gzip_bytes), (".br", brotli_bytes)):
             twin = compress(body)
             path.with_name(path.name + suffix).write_bytes(twin)
@@ -145,23 +162,30 @@ def write(dest: str, body: bytes) -> dict:
 
 def check() -> list[str]:
     """Problems with the committed vendor files (empty: all good). Needs no Node."""
+    return [p for folder, packages, _ in TARGETS for p in check_folder(folder, packages)]
+
+
+def check_folder(folder: Path, packages: dict[str, dict[str, str]]) -> list[str]:
     problems = []
-    if not MANIFEST.exists():
-        return [f"{MANIFEST.relative_to(ROOT)} is missing: run scripts/vendor_assets.py"]
-    manifest = json.loads(MANIFEST.read_text())["packages"]
-    if sorted(manifest) != sorted(PACKAGES):
-        problems.append(f"vendor.json lists {sorted(manifest)}, expected {sorted(PACKAGES)}")
-    expected = {MANIFEST}
+    manifest_path = folder / "vendor.json"
+    where = folder.relative_to(ROOT).as_posix()
+    if not manifest_path.exists():
+        return [f"{manifest_path.relative_to(ROOT)} is missing: run scripts/vendor_assets.py"]
+    manifest = json.loads(manifest_path.read_text())["packages"]
+    if sorted(manifest) != sorted(packages):
+        problems.append(f"{where}/vendor.json lists {sorted(manifest)}, expected "
+                        f"{sorted(packages)}")
+    expected = {manifest_path}
     for name, info in manifest.items():
         entry = locked(name)
         if (info["version"], info["integrity"]) != (entry["version"], entry["integrity"]):
             problems.append(f"{name}: vendored {info['version']}, lockfile has "
                             f"{entry['version']}: run scripts/vendor_assets.py")
         for dest, record in info["files"].items():
-            path = VENDOR / dest
+            path = folder / dest
             expected.add(path)
             if not path.exists() or sha256(path.read_bytes()) != record["sha256"]:
-                problems.append(f"static/vendor/{dest} differs from what vendor.json recorded")
+                problems.append(f"{where}/{dest} differs from what vendor.json recorded")
                 continue
             for kind in ("gz", "br"):
                 if kind not in record:
@@ -169,10 +193,9 @@ def check() -> list[str]:
                 twin = path.with_name(f"{path.name}.{kind}")
                 expected.add(twin)
                 if not twin.exists() or sha256(twin.read_bytes()) != record[kind]["sha256"]:
-                    problems.append(f"static/vendor/{dest}.{kind} is missing or changed")
-    strays = [p for p in VENDOR.rglob("*") if p.is_file() and p not in expected]
-    problems += [f"static/vendor/{p.relative_to(VENDOR)} is not from vendor.json"
-                 for p in strays]
+                    problems.append(f"{where}/{dest}.{kind} is missing or changed")
+    strays = [p for p in folder.rglob("*") if p.is_file() and p not in expected]
+    problems += [f"{where}/{p.relative_to(folder)} is not from vendor.json" for p in strays]
     return problems
 
 

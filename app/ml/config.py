@@ -267,6 +267,14 @@ class ExperimentConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     sweep: SweepConfig | None = Field(None, description="Optional: many runs in one experiment.")
+    baseline: bool = Field(
+        False,
+        description="Also train a twin with no dropout (p = 0 on every layer and the inputs) "
+        "on the same data, from the same initial weights and seeds, side by side: what differs "
+        "between the two is what dropout did. The twin is run 1; run 0 is the configured run, "
+        "with the numbers it would have alone. Nothing to pair when every rate is already 0; "
+        "a sweep lists its own rates instead (include 0 there).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -289,6 +297,9 @@ class ExperimentConfig(_Strict):
         if target.startswith("layer") and int(target[5:]) > len(self.model.hidden):
             raise limit_error("sweep.target", f"{target} does not exist: the network has "
                               f"{len(self.model.hidden)} hidden layers")
+        if self.baseline and self.sweep is not None:
+            raise limit_error("baseline", "a sweep lists its own rates: add 0 to the sweep's "
+                              "rates instead of the p = 0 twin")
         runs = self.n_runs
         if runs > MAX_RUNS:
             raise limit_error(
@@ -307,9 +318,15 @@ class ExperimentConfig(_Strict):
         return CATALOG[self.dataset.name].task
 
     @property
+    def paired(self) -> bool:
+        """True when a p = 0 twin trains beside the run (baseline asked, a rate above 0)."""
+        return (self.baseline and self.sweep is None
+                and (self.model.input_dropout > 0 or any(self.model.layer_rates())))
+
+    @property
     def n_runs(self) -> int:
         s = self.sweep
         if s is None:
-            return 1
+            return 2 if self.paired else 1
         rates = s.rates(self.train.seed) or [None]
         return len(rates) * len(s.weight_decay or [None]) * s.folds * s.repeats

@@ -9,6 +9,7 @@ returns NumPy arrays and knows nothing of torch, so the web process can import t
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -97,6 +98,9 @@ class Dataset:
     val: Split
     test: Split
     n_features: int  # including extra irrelevant features
+    # the standardization: raw input = x * std + mean (training split's statistics, float64)
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
 
     @property
     def task(self) -> Task:
@@ -145,9 +149,11 @@ def _synthetic(name: str, n: int, noise: float, rng: np.random.Generator):
     return _toy_2d(name, n, noise, rng)
 
 
-def _real(name: str, seed: int):
+@functools.cache
+def _table(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A scikit-learn table, read from disk once per process (digits takes ~25 ms to parse,
+    half the data preview's budget); read-only, so no caller can change the cached copy."""
     from sklearn import datasets as skd
-    from sklearn.model_selection import train_test_split
 
     loader = {
         "digits": skd.load_digits,
@@ -155,6 +161,14 @@ def _real(name: str, seed: int):
         "wine": skd.load_wine,
     }[name]
     x, y = loader(return_X_y=True)
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
+
+
+def _real(name: str, seed: int):
+    from sklearn.model_selection import train_test_split
+
+    x, y = _table(name)
     n = len(y)
     n_val, n_test = round(n * REAL_VAL_FRACTION), round(n * REAL_TEST_FRACTION)
     x_rest, x_test, y_rest, y_test = train_test_split(
@@ -209,7 +223,7 @@ def load(
         Split(((x - mean) / std).astype(np.float32), np.asarray(y).astype(target)) for x, y in parts
     )
     train.y_clean = clean
-    return Dataset(info, train, val, test, info.n_features + extra_features)
+    return Dataset(info, train, val, test, info.n_features + extra_features, mean, std)
 
 
 def fold_split(data: Dataset, held: np.ndarray) -> tuple[Split, Split, Split]:

@@ -62,8 +62,9 @@ $config
 $about
 SEED = $seed  # seeds the initial weights and data order (torch) and the dropout masks (numpy)
 DATA_SEED = $data_seed  # draws and splits the dataset (a sweep's repeats may replace CONFIG's)
-LAYER_RATES = $layer_rates  # dropout rate p of each hidden layer (a sweep may replace CONFIG's)
-INPUT_RATE = $input_rate  # dropout rate p of the input features (a sweep may replace CONFIG's)
+LAYER_RATES = $layer_rates  # dropout rate p of each hidden layer (a sweep or the twin may
+# replace CONFIG's: the p = 0 twin of a baseline pair trains with every rate at 0)
+INPUT_RATE = $input_rate  # dropout rate p of the input features (a sweep or the twin may, too)
 WEIGHT_DECAY = $weight_decay  # L2 (Adam, SGD) or decoupled (AdamW) decay; a sweep may replace it
 $fold_constants
 
@@ -314,6 +315,9 @@ def _about(config: ExperimentConfig, spec: RunSpec, n_runs: int) -> str:
     else:  # no spaces in the list: the comment is wrapped at spaces
         hidden = f"hidden dropout p={json.dumps(rates, separators=(',', ':'))} by layer"
     parts = [seed, hidden, f"input dropout p={spec.input_rate}"]
+    if config.paired and spec.index == 1:  # plan_runs: the twin is always run 1 of a pair
+        parts.append("the p=0 twin of run 0 (config baseline): no dropout anywhere, the same "
+                     "data, seeds and initial weights, so the two differ only by dropout")
     if config.sweep and config.sweep.weight_decay:
         parts.append(f"weight decay {spec.weight_decay}")
     folds = config.sweep.folds if config.sweep else 1

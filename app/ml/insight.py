@@ -7,10 +7,12 @@
   and standard deviation show where the model is unsure. MC dropout is a different use of
   dropout than training; the eval-mode curve is the network's actual prediction.
 Snapshots are taken every few epochs (at most `MAX_SNAPSHOTS` per run, always at the last
-epoch) for at most 8 runs of an experiment (app.ml.runs.snapshot_runs: the first fold and seed
-of each setting),
-so they stay a small part of the stream and of the training time (bench/insight.py measures
-both).
+epoch) for the first fold and seed of each setting, up to 16 settings (app.ml.runs
+.snapshot_runs: every rate of a sweep of up to 16 rates). The spacing is set per member
+(`snapshot_epochs`: a member's snapshot rows against its own epoch rows) and the snapshotted
+members are a subset of the members trained, so snapshot work stays within BUDGET of the
+training work however many runs report them; bench/insight.py measures that and the events'
+size.
 """
 
 from __future__ import annotations

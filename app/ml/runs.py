@@ -1,8 +1,9 @@
 """Expand an experiment config into its runs: dropout rates x folds x repeats.
 
-A run is one trained model. A plain experiment has one run; a sweep has one run per
-(rate, fold, repeat). Every run knows its own seed, rates and fold, so the trainer can put any
-set of runs side by side in one batched model and each still trains exactly as if alone.
+A run is one trained model. A plain experiment has one run, or two with `baseline`: run 0 as
+configured and run 1, its p = 0 twin (`twin_of`); a sweep has one run per (rate, fold, repeat).
+Every run knows its own seed, rates and fold, so the trainer can put any set of runs side by
+side in one batched model and each still trains exactly as if alone.
 
 Runs that differ only by fold or seed form a *setting* (`settings_of`): the summary's
 statistics, the snapshots and every chart group runs by the same setting key. The per-epoch
@@ -71,7 +72,24 @@ def plan_runs(config: ExperimentConfig) -> list[RunSpec]:
                         weight_decay=decay,
                         data_seed=config.dataset.seed + step_data * repeat,
                     ))
+    if config.paired:  # the p = 0 twin: same seeds, same data, same initial weights
+        runs.append(twin_of(runs[0]))
     return runs
+
+
+def twin_of(run: RunSpec) -> RunSpec:
+    """Run 1 of a `baseline` pair: run 0 with every rate at 0, hidden layers and inputs alike.
+
+    Its `dropout` is 0.0, so it is a setting of its own ("p = 0"). When run 0's own `dropout`
+    is already 0.0 (only its inputs are dropped) the twin's is a list of zeros instead, one per
+    hidden layer, which says the same: otherwise both runs would share one setting key and the
+    summary would average them as repeats of one setting.
+    """
+    hidden = len(run.layer_rates)
+    same = not isinstance(run.dropout, list) and run.dropout == 0
+    return RunSpec(index=1, dropout=[0.0] * hidden if same else 0.0, layer_rates=(0.0,) * hidden,
+                   input_rate=0.0, fold=0, repeat=0, seed=run.seed,
+                   weight_decay=run.weight_decay, data_seed=run.data_seed)
 
 
 def _place(rate: float | None, target: str, layer_rates: list[float],
@@ -226,7 +244,10 @@ def settings_of(specs: list[RunSpec]) -> list[Setting]:
     return out
 
 
-SNAPSHOT_RUNS = 8  # at most this many runs of an experiment report snapshots
+# At most this many runs of an experiment report snapshots: one per rate of a sweep of up to
+# 16 rates, so a finished sweep can show any rate's decision surface. Their cost stays within
+# insight.BUDGET at any count (spacing is per member); bench/insight.py measures a 16-rate sweep.
+SNAPSHOT_RUNS = 16
 
 
 def snapshot_runs(specs: list[RunSpec], limit: int = SNAPSHOT_RUNS) -> set[int]:

@@ -132,7 +132,10 @@ def best_row(rates: list[dict], key: str) -> dict | None:
 
 
 def summarize(runs: Sequence[dict], task: str) -> dict:
-    """The experiment summary of CONTRACT.md: per-run results, plus per-rate stats if many."""
+    """The experiment summary of CONTRACT.md: per-run results, plus per-setting statistics
+    ("sweep") whenever there are several runs: a sweep's, or a `baseline` pair's two settings
+    (the chosen rate, run 0, and its p = 0 twin, run 1), one run each, so the pair compares
+    the same way a sweep of [rate, 0] would."""
     out: dict = {"task": task, "metric": primary_metric(task),
                  "runs": [{"index": r["index"], **run_summary(r["epochs"], task),
                            **({"test": r["test"]} if r.get("test") else {}),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import random
+import threading
+from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -17,10 +19,11 @@ from pydantic import ValidationError
 from app import rooms
 from app.ml.config import ExperimentConfig, describe_errors
 from app.ml.datasets import CATALOG
-from app.ml.runs import plan_runs, snapshot_runs
+from app.ml.preview import preview
 from app.ml.scenarios import SCENARIOS
 from app.store import ExperimentRow, Store
-from app.web import api, experiments, forms, views
+from app.web import api, datacard, experiments, forms, texts, views
+from app.web.compare import compare_item
 from app.web.deps import (
     AddressDep,
     AddressLimitsDep,
@@ -36,20 +39,30 @@ from app.web.errors import AppError, NotFound, TooBusy
 from app.web.render import render
 from app.web.rooms import controls_context, room_for_play
 
-router = APIRouter(include_in_schema=False)
+
+@asynccontextmanager
+async def _warm_pictures(app):
+    """At start-up, build the dataset pictures off the request path (the real tables load
+    scikit-learn once, ~1.5 s), so the first visitor does not wait for them."""
+    threading.Thread(target=datacard.warm, name="dataset-pictures", daemon=True).start()
+    yield
+
+
+router = APIRouter(include_in_schema=False, lifespan=_warm_pictures)
 
 
 def run_context(row: ExperimentRow, store: Store) -> dict:
     """What partials/run.html (and the share page around it) needs: the panel's data-view
-    (app.web.views.run_view), the status bar, the thinned network of run 0, the summary."""
+    (app.web.views.run_view), the status bar, the thinned network of run 0, the summary, and
+    the panel's words (app.web.texts: a paired run's verdict, a text per chart)."""
     config = experiments.config_of(row)
-    specs = plan_runs(config)
     rates = config.sweep.rates(config.train.seed) if config.sweep else None
     summary = _summary(row)["summary"]
+    insight = experiments.insight_kind(config)
     return {"exp": row, "config": config, "task": config.task,
             "view": views.run_view(row, config),
-            "insight": experiments.insight_kind(config),
-            "snapshot_options": views.snapshot_options(specs, sorted(snapshot_runs(specs))),
+            "insight": insight, "chart_texts": texts.chart_texts(config, summary, insight),
+            "verdict": texts.paired_verdict(config, summary),
             "thinned": views.thinned_view(row, config, 0, random.Random()),
             "summary": summary, "table": views.summary_table(summary, config),
             "rates_text": views.rates_text(config),
@@ -80,8 +93,9 @@ def _sweep_text(config, rates: list[float] | None) -> str:
 
 @router.get("/", response_class=HTMLResponse)
 def playground(request: Request, settings: SettingsDep):
-    """The playground; its controls take the config from the query string."""
-    params = dict(request.query_params)
+    """The playground; its controls take the config from the query string (over START), and
+    the data card draws that setup's data in the page itself."""
+    params = forms.form_params(request.query_params.multi_items())
     errors: dict[str, str] = {}
     if params:
         _, errors = forms.validate(params)
@@ -89,7 +103,7 @@ def playground(request: Request, settings: SettingsDep):
     return render(request, "playground.html", {
         "sections": forms.filled_sections(params, errors),
         "form_errors": forms.unplaced_errors(errors),
-        "catalog": CATALOG,
+        "catalog": CATALOG, "data": datacard.card(params),
         # presenter mode: large type; `hide` names control groups to hide (only controls:
         # every chart and curve always stays)
         "present": params.get("present") == "1",
@@ -97,11 +111,30 @@ def playground(request: Request, settings: SettingsDep):
     })
 
 
+@router.get("/partials/data", response_class=HTMLResponse)
+def data_card(request: Request):
+    """The data card for the form's dataset fields (dotted keys, over START's dataset)."""
+    return render(request, "partials/data.html",
+                  {"data": datacard.card(dict(request.query_params))})
+
+
+@router.get("/partials/data.json")
+def data_twin(request: Request) -> JSONResponse:
+    """The data card's JSON twin: app.ml.preview's numbers for the dataset fields, or a 422
+    naming the field."""
+    cfg, error = datacard.dataset_config(dict(request.query_params))
+    if cfg is None:
+        field, _, message = error.partition(": ")
+        return JSONResponse({"detail": [{"field": field, "message": message}]}, 422)
+    return JSONResponse(preview(cfg))
+
+
 @router.post("/play", response_class=HTMLResponse)
 async def play(request: Request, store: StoreDep, executor: ExecutorDep, client: ClientDep,
                limiter: LimiterDep, address: AddressDep, address_limits: AddressLimitsDep):
     """The form's Train button: start the experiment, answer the live run panel."""
-    params = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    params = forms.form_params((k, v) for k, v in (await request.form()).multi_items()
+                               if isinstance(v, str))
     config, errors = forms.validate(params)
     room = author = None
     try:
@@ -134,8 +167,9 @@ async def play(request: Request, store: StoreDep, executor: ExecutorDep, client:
     headers = {"HX-Trigger": "dp:started", "HX-Replace-Url": url}
     if not request.headers.get("HX-Request"):
         return RedirectResponse(f"/e/{exp_id}", status_code=303)
+    # fresh: the page of one's own run, just started, paces its drawing (partials/run.html)
     return render(request, "partials/run.html", {
-        **run_context(row, store), "owner": True,
+        **run_context(row, store), "owner": True, "fresh": True,
         "queue": experiments.queue_info(row, executor)}, headers=headers)
 
 
@@ -186,15 +220,17 @@ async def import_config(request: Request):
         problems = [f"{d['field']}: {d['message']}" for d in describe_errors(e)]
         return render(request, "playground.html", {
             "sections": forms.blank_sections(), "form_errors": [], "catalog": CATALOG,
-            "import_errors": problems, "import_text": text}, status=422)
+            "data": datacard.card({}), "import_errors": problems, "import_text": text},
+            status=422)
     query = forms.config_to_query(config)
     return RedirectResponse(f"/?{query}" if query else "/", status_code=303)
 
 
 @router.get("/e/{exp_id}/summary", response_class=HTMLResponse)
 def experiment_summary(request: Request, row: ExperimentDep, store: StoreDep):
-    """The final metrics table, drawn from what is stored."""
-    return render(request, "partials/summary.html", run_context(row, store))
+    """The final metrics table, drawn from what is stored; with it, out of band, the words
+    that change when training ends (the verdict, each chart's text)."""
+    return render(request, "partials/summary.html", {**run_context(row, store), "oob": True})
 
 
 @router.get("/e/{exp_id}/statusbar", response_class=HTMLResponse)
@@ -253,7 +289,7 @@ def compare(request: Request, store: StoreDep):
     rows = [row for row in (store.get(i) if len(i) <= 32 else None for i in ids) if row]
     missing = [i for i in ids if i not in {r.id for r in rows}]
     configs = [experiments.config_of(r) for r in rows]
-    items = [views.compare_item(r, c, _summary(r)["summary"], n)
+    items = [compare_item(r, c, _summary(r)["summary"], n)
              for n, (r, c) in enumerate(zip(rows, configs))]
     titles = dict.fromkeys(it["data"]["charts"]["score"]["title"] for it in items)
     return render(request, "compare.html", {
@@ -277,12 +313,22 @@ def config_diff(configs: list[dict]) -> list[tuple[str, list[str]]]:
 
 
 def _in_use(config: dict) -> dict:
-    """A config (as JSON) without the fields that change nothing: the bounds of a sweep that
-    is neither a grid nor a random search, a sweep's target when it sweeps no rate, its unset
-    sources, and momentum unless the optimizer is SGD."""
-    out = {**config, "train": dict(config["train"])}
+    """A config (as JSON) without the fields that change nothing: momentum unless the
+    optimizer is SGD; the noise of a dataset that has none to set (and label noise of a
+    regression); `baseline` when there is no p = 0 twin to train; and of a sweep its unset
+    sources, the bounds unless it is a grid or random search, the target unless it sweeps
+    rates, one fold, one repeat, and which seeds repeats change when there is one repeat."""
+    out = {**config, "train": dict(config["train"]), "dataset": dict(config["dataset"])}
     if out["train"].get("optimizer") != "sgd":
         out["train"].pop("momentum", None)
+    data = out["dataset"]
+    info = CATALOG.get(data.get("name"))
+    if info is not None and not (info.synthetic and data.get("name") != "noise"):
+        data.pop("noise", None)
+    if info is not None and info.task != "classification":
+        data.pop("label_noise", None)
+    if "baseline" in out and not ExperimentConfig.model_validate(config).paired:
+        out.pop("baseline")
     sweep = config.get("sweep")
     if sweep:
         sweep = {k: v for k, v in sweep.items() if v is not None}
@@ -291,6 +337,11 @@ def _in_use(config: dict) -> dict:
             sweep.pop("high", None)
         if not (sweep.get("dropout") or sweep.get("grid_step") or sweep.get("random_samples")):
             sweep.pop("target", None)
+        for name in ("folds", "repeats"):
+            if sweep.get(name) == 1:
+                sweep.pop(name)
+        if "repeats" not in sweep:
+            sweep.pop("repeat_seeds", None)
         out["sweep"] = sweep
     return out
 

@@ -11,7 +11,10 @@ Each colour means one thing:
 - experiments on the compare page are told apart by letters and marker symbols, not colours;
 - everything else (single runs' dots, the best setting's star, counts) is neutral grey.
 Every line colour has at least 3:1 contrast against the page backgrounds (`contrast`,
-tested), as WCAG asks of graphics.
+tested), as WCAG asks of graphics. A dotted line shows as much background as ink, and its short
+dots blur into it, so it is drawn thicker and in a darker shade of its colour (`dotted_color`:
+3:1 even half diluted by the background); a rate written as text wears `text_color`, a shade
+with the 4.5:1 that text needs.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ RATE_STOPS = ["#440154", "#461466", "#482878", "#433880", "#3e4889", "#38588b", 
 RATE_LABEL = "dropout rate p"
 
 DASH = {"val": "solid", "train": "dash", "dropout": "dot"}
+WIDTH = {"val": 2, "train": 2, "dropout": 3}  # px: dots thicker, so they read as a line
+DOT_INK = 0.5  # share of a dotted line's length that is ink (Plotly's "dot": 3 px on, 3 off)
+MIN_TEXT_CONTRAST = 4.5  # WCAG AA for text
 SPLIT_LEGEND = {"val": "validation", "train": "train (eval mode)",
                 "dropout": "train mini-batch, dropout on"}
 DECAY_SYMBOLS = ["circle", "square", "diamond", "triangle-up", "x", "cross", "star-triangle-up",
@@ -55,6 +61,34 @@ def _rgb(color: str) -> tuple[int, int, int]:
 
 def _hex(rgb) -> str:
     return "#" + "".join(f"{int(c + 0.5):02x}" for c in rgb)  # rounded half up
+
+
+def mix(a: str, b: str, t: float) -> str:
+    """a blended with b, t of b (0: a, 1: b), channel by channel as the screen blends them."""
+    return _hex(x + t * (y - x) for x, y in zip(_rgb(a), _rgb(b), strict=True))
+
+
+def _shade(color: str, ok) -> str:
+    """The lightest shade of `color` towards black (in steps of 2 %) for which ok(shade)."""
+    for step in range(51):
+        shade = mix(color, "#000000", step / 50)
+        if ok(shade):
+            return shade
+    return "#000000"
+
+
+def dotted_color(color: str) -> str:
+    """The shade of a line colour a dotted line is drawn in: 3:1 on both backgrounds even as
+    seen half diluted by the background between its dots (DOT_INK)."""
+    return _shade(color, lambda c: all(
+        contrast(mix(c, bg, 1 - DOT_INK), bg) >= MIN_CONTRAST for bg in BACKGROUNDS))
+
+
+def text_color(color: str) -> str:
+    """The shade of a colour for text written in it (a rate's label): 4.5:1 on both
+    backgrounds."""
+    return _shade(color, lambda c: all(contrast(c, bg) >= MIN_TEXT_CONTRAST
+                                       for bg in BACKGROUNDS))
 
 
 def rate_color(p: float) -> str:

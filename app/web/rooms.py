@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from app import rooms
 from app.ml.config import describe_errors
+from app.ml.scenarios import START
 from app.rooms import Challenge, RoomSettings, RoomState
 from app.store import RoomRow, Store
 from app.web import forms, network
@@ -171,7 +172,8 @@ def controls_context(room: RoomRow, query, errors: dict | None = None) -> dict:
     data and network filled in and fixed, the budget applied, and the room's refusal (paused,
     closed) on the Train button."""
     state = rooms.state_of(room)
-    params = {k: v for k, v in query.items() if k != "room"}
+    items = query.multi_items() if hasattr(query, "multi_items") else query.items()
+    params = {k: v for k, v in forms.form_params(items).items() if k != "room"}  # layer rows
     fixed: tuple[str, ...] = ()
     if state.challenge:  # show the challenge's data (and network) in the controls
         challenge = state.challenge
@@ -182,9 +184,9 @@ def controls_context(room: RoomRow, query, errors: dict | None = None) -> dict:
         if challenge.activation is not None:
             params["model.activation"] = challenge.activation
         try:  # within the budget, whatever the address bar carried before the challenge
-            asked = int(params.get("train.epochs") or 100)
+            asked = int(params.get("train.epochs") or START.train.epochs)
         except ValueError:
-            asked = 100
+            asked = START.train.epochs
         params["train.epochs"] = str(min(asked, challenge.epochs))
     return {"sections": forms.filled_sections(params, errors or {}), "form_errors": [],
             "room_code": room.code, "fixed_sections": fixed,

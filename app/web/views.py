@@ -1,10 +1,12 @@
 """What the pages draw, computed once in Python and handed over as data.
 
 The run panel's `view` (settings of a sweep with their colours, each run's label, the fields
-and legends of every chart, the sweep chart's axis and metrics, the colour bar of the rates, the
-guided scenario it is), the sweep chart's points, the thinned-network picture, the summary
-table (with a scenario's claim judged on this experiment's numbers), and the compare and recent
-lists. Domain rules come from app.ml.runs (settings, rate labels, metric table),
+and legends of every chart, the sweep chart's axis and metrics, which runs draw decision
+surfaces, whether run 1 is run 0's p = 0 twin, the colour bar of the rates, the guided scenario
+it is), the sweep chart's points, the thinned-network picture, the summary table (a paired
+run's two columns, or a scenario's claim judged on this experiment's numbers), and the compare
+and recent lists. The panel's sentences (a paired run's verdict, each chart's text) are in
+app.web.texts. Domain rules come from app.ml.runs (settings, rate labels, metric table),
 app.ml.summary (statistics, the best setting per metric) and app.ml.scenarios (claims),
 colours from app.web.palette (a rate is a colour, a split a line style); the page script only
 draws what it gets.
@@ -27,10 +29,11 @@ from app.ml.runs import (
     rate_label,
     setting_key,
     settings_of,
+    snapshot_runs,
 )
 from app.ml.summary import best_row, primary_metric, stat_name, sweep_metrics
 from app.store import ExperimentRow
-from app.web import forms, palette
+from app.web import forms, palette, texts
 
 # -- the run panel --------------------------------------------------------------------------
 
@@ -38,14 +41,19 @@ from app.web import forms, palette
 def settings_view(settings: list[Setting]) -> list[dict]:
     """Settings as the page gets them. x is the swept rate when every setting has a single
     rate, else the rates' label (a category axis). The colour is the rate's (per-layer rates:
-    their mean; palette.rate_color); when the settings differ in weight decay, each decay gets
-    a marker symbol (else symbol is None)."""
+    their mean; palette.rate_color), with its shades for text (text_color) and for a dotted
+    line (dot_color); when the settings differ in weight decay, each decay gets a marker
+    symbol (else symbol is None)."""
     numeric = all(isinstance(s.dropout, int | float) for s in settings)
     decays = list(dict.fromkeys(s.weight_decay for s in settings))
     symbols = palette.DECAY_SYMBOLS
+    def colors(s: Setting) -> dict:
+        color = palette.rate_color(palette.rate_value(s.dropout))
+        return {"color": color, "text_color": palette.text_color(color),
+                "dot_color": palette.dotted_color(color)}
+
     return [{"key": s.key, "label": s.label,
-             "x": float(s.dropout) if numeric else s.rates,
-             "color": palette.rate_color(palette.rate_value(s.dropout)), "runs": list(s.runs),
+             "x": float(s.dropout) if numeric else s.rates, **colors(s), "runs": list(s.runs),
              "weight_decay": s.weight_decay,
              "symbol": symbols[decays.index(s.weight_decay) % len(symbols)]
              if len(decays) > 1 else None}
@@ -104,14 +112,16 @@ def _with_unit(name: str, field: str, task: str) -> str:
 def charts(task: str, color: str = palette.NEUTRAL) -> dict:
     """The three curve charts: which fields each draws, with legend, colour and dash. A
     single run draws every line in the colour of its rate (`color`); the split is the line
-    style: validation solid, training dashed, the mini-batch loss with dropout on dotted."""
+    style: validation solid, training dashed, the mini-batch loss with dropout on dotted
+    (thicker, in the rate's darker shade: palette.dotted_color)."""
     dash = palette.DASH
     score = primary_metric(task)
     train_score = "train_" + score.removeprefix("val_")
 
     def line(field: str, split: str) -> dict:
-        return {"field": field, "label": METRICS[field].legend, "color": color,
-                "dash": dash[split]}
+        return {"field": field, "label": METRICS[field].legend,
+                "color": palette.dotted_color(color) if dash[split] == "dot" else color,
+                "dash": dash[split], "width": palette.WIDTH[split]}
 
     return {
         "loss": {"title": "Loss", "train": "train_loss", "val": "val_loss",
@@ -138,26 +148,45 @@ def page_colors() -> dict:
 
 
 def run_view(row: ExperimentRow, config: ExperimentConfig) -> dict:
-    """The run panel's data-view: everything the page script draws with, nothing to derive."""
+    """The run panel's data-view: everything the page script draws with, nothing to derive.
+
+    `paired`: run 1 is the p = 0 twin of run 0 (no sweep chart then); `snapshots`: the runs
+    that report decision surfaces or prediction curves, one per setting, in setting order."""
     specs = plan_runs(config)
     settings = settings_of(specs)
     shown = settings_view(settings)
     chart = charts(config.task, shown[0]["color"])
     fields = list(dict.fromkeys(f["field"] for c in chart.values() for f in c["fields"]))
     sweep = None
-    if len(specs) > 1:
+    if len(specs) > 1 and not config.paired:
         numeric = all(isinstance(s["x"], float) for s in shown)
+        xs = [s["x"] for s in shown]
         sweep = {"x_label": _x_label(config) if numeric else "dropout rates p (per hidden layer)",
                  "x_type": "linear" if numeric else "category",
+                 # the axis from the first point on: the settings' rates, padded, or their labels
+                 "x_range": padded_range(xs) if numeric else None,
+                 "categories": None if numeric else list(dict.fromkeys(xs)),
                  "metrics": [{"key": m.field, "label": m.label, "lower": m.lower_is_better}
                              for m in sweep_metrics(config.task)],
                  "points_url": f"/e/{row.id}/sweep.json"}
+    chosen = snapshot_runs(specs)
     return {"id": row.id, "task": config.task, "epochs": config.train.epochs,
             "total": row.total_epochs, "fields": fields,
             "runs": runs_view(config, specs, settings), "settings": shown, "charts": chart,
-            "sweep": sweep, "colorbar": colorbar(settings), "key": line_key(config.task),
+            "sweep": sweep, "paired": config.paired,
+            "snapshots": [{"run": s["runs"][0], "setting": s["key"]} for s in shown
+                          if s["runs"][0] in chosen],
+            "colorbar": colorbar(settings), "key": line_key(config.task),
             "palette": page_colors(), "scenario": scenario_view(config),
             "notes": notes(config), "dataset": dataset_text(config)}
+
+
+def padded_range(xs: list[float]) -> list[float]:
+    """An axis range around values with room on both sides (6 % of their span, at least
+    0.03), so no point sits on the axis line: the same rule as static/js/plot.js padded."""
+    lo, hi = min(xs), max(xs)
+    pad = max(0.03, (hi - lo) * 0.06)
+    return [round(lo - pad, 6), round(hi + pad, 6)]
 
 
 def notes(config: ExperimentConfig) -> list[str]:
@@ -224,12 +253,6 @@ def _x_label(config: ExperimentConfig) -> str:
     swept = s is not None and s.rates(config.train.seed)
     where = forms.option_text("sweep.target", s.target) if swept else "every hidden layer"
     return f"dropout rate p ({where})"
-
-
-def snapshot_options(specs: list[RunSpec], chosen: list[int]) -> list[tuple[int, str]]:
-    """(run index, label) of the runs that report snapshots, for the run select."""
-    label = {i: s.label for s in settings_of(specs) for i in s.runs}
-    return [(i, label[i]) for i in chosen]
 
 
 # -- the sweep chart's points ---------------------------------------------------------------
@@ -335,6 +358,8 @@ def summary_table(summary: dict | None, config: ExperimentConfig) -> dict | None
     settings = settings_of(specs)
     task = config.task
     scenario = scenario_result(config, summary)
+    if config.paired:
+        return pair_table(config, summary, settings) | {"scenario": scenario}
     if "sweep" not in summary:
         return {"kind": "run", "label": settings[0].label, "rows": result_rows(task),
                 "run": summary["runs"][0] if summary.get("runs") else {},
@@ -359,6 +384,37 @@ def summary_table(summary: dict | None, config: ExperimentConfig) -> dict | None
             "scenario": scenario}
 
 
+def pair_table(config: ExperimentConfig, summary: dict, settings: list[Setting]) -> dict:
+    """A paired run's results: a column per run (the chosen rates, then p = 0, each with its
+    colours), a row per final metric, the better value of each row marked, and the verdict
+    (app.web.texts.paired_verdict)."""
+    finals = {r["index"]: r for r in summary.get("runs") or []}
+    shown = settings_view(settings)
+    by_run = {i: s for s in shown for i in s["runs"]}
+    columns = [{"label": by_run[i]["label"], "color": by_run[i]["color"],
+                "text_color": by_run[i]["text_color"]} for i in (0, 1)]
+    score = primary_metric(config.task)
+    rows = []
+    for field in ("val_loss", "train_loss", score, "generalization_gap", "best_val_loss"):
+        values = []
+        for i in (0, 1):
+            run = finals.get(i) or {}
+            values.append(run.get(field) if field.startswith("best_")
+                          else (run.get("final") or {}).get(field))
+        better = None
+        if None not in values and values[0] != values[1] and field != "train_loss":
+            pick = min if METRICS[field].lower_is_better else max
+            better = values.index(pick(values))
+        label = METRICS[field].label
+        rows.append({"field": field, "name": f"final {label}" if not field.startswith("best_")
+                     else label, "cells": values, "better": better,
+                     "epochs": [(finals.get(i) or {}).get("best_epoch") for i in (0, 1)]
+                     if field == "best_val_loss" else None})
+    done = all((finals.get(i) or {}).get("final") for i in (0, 1))
+    return {"kind": "pair", "columns": columns, "rows": rows if done else [],
+            "verdict": texts.paired_verdict(config, summary)}
+
+
 def result_rows(task: str) -> list[dict]:
     """One run's final table: a row per validation metric shown, with its train and test
     fields where those exist."""
@@ -379,12 +435,13 @@ def result_rows(task: str) -> list[dict]:
 
 def rates_text(config: ExperimentConfig) -> str:
     """The rates an experiment's runs trained at, in a few words: "p = 0.5, inputs 0.2" for
-    one setting; for a sweep "sweep p ∈ {0, 0.25, 0.5}", where it goes unless every hidden
-    layer, and the rates that stayed fixed ("sweep p ∈ {0.1, 0.3} on the inputs, hidden 0.5")."""
+    one setting (", beside its p = 0 twin" when paired); for a sweep "sweep p ∈ {0, 0.25,
+    0.5}", where it goes unless every hidden layer, and the rates that stayed fixed ("sweep
+    p ∈ {0.1, 0.3} on the inputs, hidden 0.5")."""
     specs = plan_runs(config)
     s = config.sweep
     if not (s and s.rates(config.train.seed)):
-        return rate_label(specs[0])
+        return rate_label(specs[0]) + (", beside its p = 0 twin" if config.paired else "")
     rates = list(dict.fromkeys(spec.dropout for spec in specs))
     text = f"sweep p ∈ {{{', '.join(f'{r:g}' for r in rates)}}}"
     first = specs[0]
@@ -403,52 +460,3 @@ def rates_text(config: ExperimentConfig) -> str:
             shown = values if len(set(values)) > 1 else values[:1]
             text += f", {name} {'/'.join(f'{v:g}' for v in shown)}"
     return text
-
-
-def compare_item(row: ExperimentRow, config: ExperimentConfig, summary: dict | None,
-                 n: int) -> dict:
-    """One experiment of the compare page: its data for the charts (settings with their
-    rates' colours, runs, chart fields, the marker symbol that tells it from the others) and
-    the numbers of its table column, saying which runs they are."""
-    specs = plan_runs(config)
-    settings = settings_of(specs)
-    chart = charts(config.task)
-    data = {"id": row.id, "letter": chr(ord("A") + n), "task": config.task,
-            "symbol": palette.EXPERIMENT_SYMBOLS[n % len(palette.EXPERIMENT_SYMBOLS)],
-            "settings": settings_view(settings), "runs": runs_view(config, specs, settings),
-            "charts": {k: chart[k] for k in ("loss", "score")}}
-    return {"row": row, "config": config, "label": data["letter"], "data": data,
-            "rates": rates_text(config), "results": _compare_results(summary, config, settings)}
-
-
-def _compare_results(summary: dict | None, config: ExperimentConfig,
-                     settings: list[Setting]) -> dict | None:
-    """Final numbers: the one run's, or the mean ± std of the best setting (lowest mean final
-    validation loss) of a sweep, with a line saying which runs they are."""
-    score = primary_metric(config.task)
-    name = _quantity(score)
-    if not summary or not summary.get("runs"):
-        return None
-    if "sweep" not in summary:
-        run = summary["runs"][0]
-        if not run.get("final"):
-            return None
-        one = {"std": None}
-        return {"which": f"one run, {settings[0].label}",
-                "val_loss": {**one, "mean": run["final"].get("val_loss")},
-                "score": {**one, "mean": run["final"].get(score), "name": name},
-                "best_val_loss": {**one, "mean": run.get("best_val_loss")},
-                "best_epoch": run.get("best_epoch")}
-    sweep = summary["sweep"]
-    key = setting_key(sweep["best_dropout"], sweep["best_weight_decay"])
-    row = next((r for r in sweep["rates"]
-                if setting_key(r["dropout"], r.get("weight_decay")) == key), None)
-    if row is None:
-        return None
-    label = next((s.label for s in settings if s.key == key), f"p = {sweep['best_dropout']}")
-    runs = "1 run" if row["runs"] == 1 else f"mean ± std of {row['runs']} runs"
-    return {"which": f"best setting {label} ({runs})",
-            "val_loss": row["final_val_loss"],
-            "score": {**row[stat_name(score)], "name": name},
-            "best_val_loss": row["best_val_loss"],
-            "best_epoch": row["best_epoch"]["mean"]}

@@ -3,7 +3,8 @@
 // status, tables, the thinned network) and htmx swaps its partials; these modules only draw
 // what needs Plotly, each named after the view it draws:
 //   run.js (a run panel: its stream) -> curves.js, sweep.js, insight.js; board.js (a room's
-//   board); compare.js; controls.js (URL sync, copy buttons); plot.js (shared Plotly pieces);
+//   board); compare.js; controls.js (URL sync, copy buttons, the layer rows); replay.js (the
+//   pace and the replay of a run panel); plot.js (shared Plotly pieces);
 //   stats.js (the live mean/std of a sweep's curves, the page's one computation).
 // No build step: modules import each other by relative URL ("./curves.js"). The server
 // serves each under a content-hashed URL with these imports rewritten to the hashed URLs

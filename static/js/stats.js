@@ -1,6 +1,7 @@
 // The one computation left in the page: while a sweep trains, the mean curve and ±1 std band
-// of each setting, epoch by epoch, over the runs that reached that epoch. Finished summaries
-// (the sweep chart, the tables) come from the server; these live curves cannot wait for it.
+// of each setting, epoch by epoch, over the runs that reached that epoch, and each setting's
+// current point on the sweep chart (`liveSetting`). Finished summaries (the sweep chart, the
+// tables) come from the server; these live values cannot wait for it.
 // meanStd is the same rule as app.ml.summary._mean_std (tests/web/test_js_stats.py runs both
 // on the same values), so the live band and the final table never disagree.
 
@@ -27,4 +28,22 @@ export function perEpoch(series, runs, field) {
     x.push(e + 1); mean.push(s.mean); std.push(s.std);
   }
   return { x, mean, std };
+}
+
+/** A setting's live point on the sweep chart: meanStd over its runs of `field` at their
+ * latest common epoch (the last epoch every run has reached, at most `upTo`). A "best_" field
+ * is the lowest validation loss up to that epoch (best_val_loss). Returns { epoch, mean, std,
+ * n }, epoch 0 (and mean null) before every run has one epoch. */
+export function liveSetting(series, runs, field, upTo = Infinity) {
+  const best = field.startsWith("best_");
+  const key = best ? "val_loss" : field;
+  const epoch = Math.min(upTo, ...runs.map((r) => ((series[r] || {})[key] || []).length));
+  if (!runs.length || epoch < 1) return { epoch: 0, mean: null, std: null, n: 0 };
+  const values = runs.map((r) => {
+    const vs = series[r][key].slice(0, epoch);
+    if (!best) return vs[epoch - 1];
+    const ok = vs.filter((v) => v !== null && v !== undefined);
+    return ok.length ? Math.min(...ok) : null;
+  });
+  return { epoch, ...meanStd(values) };
 }

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { meanStd, perEpoch } from "../../static/js/stats.js";
+import { liveSetting, meanStd, perEpoch } from "../../static/js/stats.js";
 
 test("meanStd: mean and sample std (n-1)", () => {
   const s = meanStd([1, 2, 3, 4]);
@@ -40,4 +40,27 @@ test("perEpoch: epochs without any value are left out; no runs, no points", () =
   assert.deepEqual(perEpoch(series, [0, 1], "val_loss"), { x: [2], mean: [3], std: [Math.SQRT2] });
   assert.deepEqual(perEpoch(series, [], "val_loss"), { x: [], mean: [], std: [] });
   assert.deepEqual(perEpoch([{}], [0], "val_loss"), { x: [], mean: [], std: [] });
+});
+
+test("liveSetting: the mean over a setting's runs at their latest common epoch", () => {
+  const series = [
+    { val_loss: [0.9, 0.6, 0.5], val_acc: [0.5, 0.7, 0.8] },
+    { val_loss: [0.8, 0.7], val_acc: [0.6, 0.9] }, // one epoch behind
+    { val_loss: [], val_acc: [] }, // another setting, not started
+  ];
+  const s = liveSetting(series, [0, 1], "val_loss");
+  assert.equal(s.epoch, 2); // the last epoch both runs have reached
+  assert.ok(Math.abs(s.mean - 0.65) < 1e-12 && s.n === 2);
+  assert.equal(liveSetting(series, [0, 1], "val_acc").mean, 0.8);
+  assert.deepEqual(liveSetting(series, [0], "val_loss", 1), { epoch: 1, ...meanStd([0.9]) });
+  assert.deepEqual(liveSetting(series, [2], "val_loss"), { epoch: 0, mean: null, std: null, n: 0 });
+  assert.deepEqual(liveSetting(series, [], "val_loss"), { epoch: 0, mean: null, std: null, n: 0 });
+});
+
+test("liveSetting: a best_ metric is each run's lowest validation loss so far", () => {
+  const series = [{ val_loss: [0.9, 0.4, 0.6] }, { val_loss: [0.8, null, 0.7] }];
+  const s = liveSetting(series, [0, 1], "best_val_loss");
+  assert.equal(s.epoch, 3);
+  assert.ok(Math.abs(s.mean - (0.4 + 0.7) / 2) < 1e-12);
+  assert.equal(liveSetting(series, [0], "best_val_loss", 1).mean, 0.9);
 });

@@ -10,6 +10,7 @@ from app.ml.config import (
     MAX_LAYERS,
     MAX_PARAMS,
     MAX_RUNS,
+    MAX_SWEEP_PARAMS,
     ExperimentConfig,
     describe_errors,
 )
@@ -155,3 +156,30 @@ def test_parameter_count_matches_the_built_network(hidden, name):
     assert config.model.n_params(info.n_features, info.n_classes) == built
     plain = torch.nn.Sequential(*[torch.nn.Linear(a, b) for a, b in zip(sizes, sizes[1:])])
     assert built == sum(p.numel() for p in plain.parameters())
+
+
+def test_baseline_pairs_a_run_with_its_p0_twin_and_only_when_there_is_dropout():
+    assert ExperimentConfig().baseline is False and not ExperimentConfig().paired
+    paired = ExperimentConfig.model_validate({"baseline": True})
+    assert paired.paired and paired.n_runs == 2
+    inputs_only = ExperimentConfig.model_validate(
+        {"baseline": True, "model": {"dropout": 0.0, "input_dropout": 0.2}})
+    assert inputs_only.paired and inputs_only.n_runs == 2
+    nothing = ExperimentConfig.model_validate(
+        {"baseline": True, "model": {"dropout": [0.0, 0.0]}})
+    assert not nothing.paired and nothing.n_runs == 1  # the twin would be the run itself
+    described = ExperimentConfig.model_fields["baseline"].description
+    assert "run 1" in described and "p = 0" in described
+
+
+def test_baseline_with_a_sweep_is_refused_naming_baseline():
+    [error] = errors_of({"baseline": True, "sweep": {"dropout": [0.0, 0.5]}})
+    assert error["field"] == "baseline" and "add 0" in error["message"]
+
+
+def test_any_network_accepted_alone_is_accepted_with_its_twin():
+    """The twin doubles the parameters trained, which stays far inside MAX_SWEEP_PARAMS for
+    any network MAX_PARAMS allows: asking for the comparison never makes a config invalid."""
+    assert 2 * MAX_PARAMS <= MAX_SWEEP_PARAMS
+    widest = ExperimentConfig.model_validate({"model": {"hidden": [990, 990]}, "baseline": True})
+    assert widest.n_runs == 2

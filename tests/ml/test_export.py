@@ -22,7 +22,7 @@ from app.ml.runs import plan_runs
 from app.ml.train import epoch_fields, train
 
 TOL = 1e-4  # float32 sums done in another order (nn.Linear vs the stacked baddbmm) drift a little
-ALLOWED_IMPORTS = {"__future__", "json", "math", "dataclasses", "typing",  # standard library
+ALLOWED_IMPORTS = {"__future__", "json", "math", "dataclasses", "functools", "typing",  # stdlib
                    "numpy", "torch", "sklearn"}
 
 # Runs the script as `python script.py` would, except that `import app` fails: the project is
@@ -58,6 +58,13 @@ CASES = {
         "train": {"epochs": 8, "batch_size": 16, "lr": 0.01, "seed": 4},
         "sweep": {"dropout": [0.0, 0.3], "repeats": 2, "repeat_seeds": "both"},
     }, 3),
+    # run 1: the p = 0 twin of a baseline pair (run 0 drops hidden units and inputs)
+    "xor_baseline_twin": ({
+        "dataset": {"name": "xor", "n_train": 40, "noise": 0.25, "seed": 2},
+        "model": {"hidden": [16, 16], "dropout": 0.5, "input_dropout": 0.1},
+        "train": {"epochs": 8, "batch_size": 8, "lr": 0.01, "weight_decay": 0.001, "seed": 3},
+        "baseline": True,
+    }, 1),
     "digits_adamw": ({
         "dataset": {"name": "digits", "n_train": 200, "seed": 0, "label_noise": 0.1},
         "model": {"hidden": [64], "dropout": 0.3},
@@ -148,6 +155,29 @@ def test_header_names_the_run():
     assert "SEED = 5 " in source and "LAYER_RATES = [0.4, 0.4] " in source
     assert "WEIGHT_DECAY = 0.01 " in source
     assert "FOLDS = 3 " in source and "FOLD = 2 " in source
+
+
+def test_the_twin_script_trains_without_dropout_and_says_so():
+    config, run = _case("xor_baseline_twin")
+    source = script_for(config, run)
+    assert "This script trains run 1 (counting from 0) of the 2 runs" in source
+    assert "the p=0 twin of run 0" in " ".join(source.split())
+    assert "LAYER_RATES = [0.0, 0.0] " in source and "INPUT_RATE = 0.0 " in source
+    assert "SEED = 3 " in source and "DATA_SEED = 2 " in source
+    assert "WEIGHT_DECAY = 0.001 " in source
+    assert "twin" not in script_for(config, 0).split("SEED =")[0].split("CONFIG = ")[1]
+
+
+def test_run_0_of_a_pair_exports_the_script_of_the_run_alone():
+    """Apart from the config's own `baseline` line and the header's count of runs, the script
+    of run 0 is the script of the same config without the twin, line for line."""
+    config, _ = _case("xor_baseline_twin")
+    alone = config.model_copy(update={"baseline": False})
+    paired, single = script_for(config, 0).splitlines(), script_for(alone, 0).splitlines()
+    differ = [(a, b) for a, b in zip(paired, single, strict=True) if a != b]
+    assert differ == [('  "baseline": true', '  "baseline": false'),
+                      ("# This script trains run 0 (counting from 0) of the 2 runs:",
+                       "# This script trains the only run:")]
 
 
 def test_run_out_of_range_names_the_valid_runs():

@@ -100,6 +100,28 @@ def test_training_reports_snapshots_for_one_run_per_setting_only():
     assert [r.epochs for r in plain.runs] == [r.epochs for r in result.runs]
 
 
+def test_a_sweep_of_16_rates_reports_every_rate_within_the_budget():
+    """Every rate's surface comes (issue 18's rate slider), each run's at the same epochs, and
+    the snapshot rows a member pushes through the network stay within BUDGET of its training
+    and evaluation rows, plus the last epoch's snapshot that is always taken."""
+    epochs, n_train = 30, 40
+    config = ExperimentConfig.model_validate({
+        "dataset": {"name": "moons", "n_train": n_train}, "model": {"hidden": [4]},
+        "train": {"epochs": epochs},
+        "sweep": {"low": 0.0, "high": 0.75, "grid_step": 0.05}})
+    snaps = []
+    train(config, on_snapshot=snaps.extend)
+    by_run: dict[int, list[int]] = {}
+    for run, snap in snaps:
+        by_run.setdefault(run, []).append(snap["epoch"])
+    assert set(by_run) == set(range(16))
+    assert len({tuple(e) for e in by_run.values()}) == 1  # every rate at the same epochs
+    taken = len(by_run[0])
+    grid_rows = insight.GRID * insight.GRID
+    epoch_rows = insight.epoch_rows(n_train, 1000)
+    assert taken >= 2 and (taken - 1) * grid_rows <= insight.BUDGET * epochs * epoch_rows
+
+
 def test_no_snapshots_for_data_that_has_no_picture():
     config = ExperimentConfig.model_validate({"dataset": {"name": "wine", "n_train": 50},
                                               "train": {"epochs": 2}})

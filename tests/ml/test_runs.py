@@ -9,6 +9,7 @@ import pytest
 from app.ml.config import ExperimentConfig
 from app.ml.runs import (
     METRICS,
+    SNAPSHOT_RUNS,
     epoch_fields,
     fold_indices,
     lower_is_better,
@@ -19,6 +20,7 @@ from app.ml.runs import (
     setting_key,
     settings_of,
     snapshot_runs,
+    twin_of,
 )
 
 
@@ -192,6 +194,56 @@ def test_snapshot_runs_are_the_first_run_of_each_setting():
     settings = settings_of(specs)
     assert snapshot_runs(specs) == {s.runs[0] for s in settings} == {0, 2, 4, 6, 8, 10}
     assert snapshot_runs(specs, limit=2) == {0, 2}
+
+
+def test_every_rate_of_a_sweep_of_up_to_16_rates_reports_snapshots():
+    """Issue 18: a finished sweep shows any rate's surface. The first fold and seed of every
+    rate, up to 16 rates; beyond, the first 16 settings."""
+    assert SNAPSHOT_RUNS == 16
+    sixteen = plan({"dataset": {"n_train": 60}, "model": {"hidden": [8]},
+                    "sweep": {"low": 0.0, "high": 0.75, "grid_step": 0.05, "folds": 2,
+                              "repeats": 2}})
+    settings = settings_of(sixteen)
+    assert len(settings) == 16
+    chosen = snapshot_runs(sixteen)
+    assert chosen == {s.runs[0] for s in settings}
+    assert all(sixteen[i].fold == 0 and sixteen[i].repeat == 0 for i in chosen)
+    seventeen = plan({"model": {"hidden": [8]}, "sweep": {"dropout": [i / 20 for i in range(17)]}})
+    assert snapshot_runs(seventeen) == set(range(16))
+
+
+def test_a_baseline_pair_is_run_0_as_configured_and_run_1_its_p0_twin():
+    config = ExperimentConfig.model_validate(
+        {"dataset": {"seed": 4}, "model": {"hidden": [8, 8], "dropout": [0.1, 0.4],
+                                           "input_dropout": 0.2},
+         "train": {"seed": 9, "weight_decay": 0.01}, "baseline": True})
+    run, twin = plan_runs(config)
+    assert [run] == plan_runs(config.model_copy(update={"baseline": False}))
+    assert twin.index == 1 and twin == twin_of(run)
+    assert (twin.layer_rates, twin.input_rate, twin.dropout) == ((0.0, 0.0), 0.0, 0.0)
+    assert (twin.seed, twin.data_seed, twin.weight_decay) == (9, 4, 0.01)
+    assert (twin.fold, twin.repeat) == (0, 0)
+    settings = settings_of([run, twin])
+    assert [(s.label, s.runs) for s in settings] == [("p = 0.1/0.4, inputs 0.2", (0,)),
+                                                     ("p = 0", (1,))]
+    assert snapshot_runs([run, twin]) == {0, 1}  # both decision surfaces are drawn
+
+
+def test_the_twin_of_an_input_only_run_is_a_setting_of_its_own():
+    """Run 0 drops only its inputs, so its `dropout` is 0.0 too: the twin's is spelled per
+    layer, or the two would share a setting key and be averaged as one setting."""
+    config = ExperimentConfig.model_validate(
+        {"model": {"hidden": [8, 8], "dropout": 0.0, "input_dropout": 0.3}, "baseline": True})
+    run, twin = plan_runs(config)
+    assert twin.dropout == [0.0, 0.0] and twin.layer_rates == (0.0, 0.0)
+    assert setting_key(run.dropout, run.weight_decay) != setting_key(twin.dropout,
+                                                                     twin.weight_decay)
+    assert [(s.label, s.runs) for s in settings_of([run, twin])] == [
+        ("inputs p = 0.3", (0,)), ("inputs p = 0", (1,))]
+    no_hidden = ExperimentConfig.model_validate(
+        {"model": {"hidden": [], "input_dropout": 0.3}, "baseline": True})
+    assert [s.label for s in settings_of(plan_runs(no_hidden))] == ["inputs p = 0.3",
+                                                                     "no dropout"]
 
 
 @pytest.mark.parametrize("task", ["classification", "regression"])

@@ -142,6 +142,26 @@ def test_summarize_adds_sweep_statistics_only_for_many_runs(sweep_runs):
     assert summarize(reg, "regression")["metric"] == "val_r2"
 
 
+def test_a_baseline_pair_is_summarized_as_its_two_settings():
+    """A pair is not one run: both runs are summarized, and "sweep" compares the chosen rate
+    with the twin exactly as a sweep of [rate, 0] at the same seeds would."""
+    pair = ExperimentConfig.model_validate(
+        {"dataset": {"n_train": 60}, "model": {"hidden": [8], "dropout": 0.4}, "baseline": True})
+    rng = random.Random(3)
+    runs = [run_dict(s, fake_epochs(rng, 5)) for s in plan_runs(pair)]
+    summary = summarize(runs, "classification")
+    assert [r["index"] for r in summary["runs"]] == [0, 1]
+    rows = summary["sweep"]["rates"]
+    assert [(r["dropout"], r["runs"]) for r in rows] == [(0.4, 1), (0.0, 1)]
+    assert [r["key"] for r in rows] == [s.key for s in settings_of(plan_runs(pair))]
+    lower = min(runs, key=lambda r: r["epochs"][-1]["val_loss"])
+    assert summary["sweep"]["best_dropout"] == lower["dropout"]
+    sweep = {**pair.model_dump(), "baseline": False, "sweep": {"dropout": [0.4, 0.0]}}
+    as_sweep = settings_of(plan_runs(ExperimentConfig.model_validate(sweep)))
+    assert [(s.key, s.label) for s in as_sweep] == [
+        (s.key, s.label) for s in settings_of(plan_runs(pair))]
+
+
 @pytest.mark.parametrize("sweep", [
     {"dropout": [0.0, 0.3], "target": "layer2", "folds": 2, "repeats": 2},
     {"dropout": [0.1, 0.2], "target": "input", "weight_decay": [0.0, 0.01]},

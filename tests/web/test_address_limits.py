@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -166,4 +167,6 @@ def test_a_300_person_room_behind_one_address_joins_and_follows_its_stream(venue
             assert await asyncio.gather(*(first_event(p) for p in people)) == [200] * 300
         finally:
             await asyncio.gather(*(p.aclose() for p in people))
-    asyncio.run(main())
+    # on a thread of its own: a browser test's session (Playwright's loop) may hold this one
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, main()).result()

@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -41,14 +41,18 @@ LENGTHS_JS = """(key) => {
 }"""
 
 # Record the loss chart's trace lengths at every redraw (static/js/run.js sets #run's
-# data-points then).
+# data-drawn then).
 RECORD_FLUSHES_JS = """() => {
   window.__flushes = [];
   new MutationObserver(() => {
     const el = document.querySelector('#run [data-chart="loss"]');
     if (el && el.data) window.__flushes.push(el.data.map((t) => t.x.length));
-  }).observe(document.body, { subtree: true, attributes: true, attributeFilter: ["data-points"] });
+  }).observe(document.body, { subtree: true, attributes: true, attributeFilter: ["data-drawn"] });
 }"""
+
+# What the form does not show at first (folded away), and one run with no p = 0 twin: set
+# through the playground's query string, which carries a whole setup (CONTRACT.md).
+SINGLE = {"baseline": "false", "dataset.name": "moons"}
 
 
 
@@ -59,7 +63,13 @@ def field(name: str) -> str:
 
 
 def set_controls(page: Page, values: dict[str, str]) -> None:
+    """Type each value into its field, unfolding the section it is folded in first."""
     for name, value in values.items():
+        page.eval_on_selector(field(name), """(el) => {
+          for (let d = el.closest('details'); d; d = d.parentElement.closest('details')) {
+            d.open = true;
+          }
+        }""")
         page.fill(field(name), value)
 
 
@@ -68,9 +78,11 @@ def press_train(page: Page) -> None:
     page.click("#train-button")
 
 
-def start_run(page: Page, base_url: str, values: dict[str, str]) -> str:
-    """Open the playground, set `values`, press Train; returns the new experiment's id."""
-    page.goto(base_url + "/")
+def start_run(page: Page, base_url: str, values: dict[str, str],
+              query: dict[str, str] | None = None) -> str:
+    """Open the playground (with `query`, default one run), set `values`, press Train;
+    returns the new experiment's id."""
+    page.goto(base_url + "/?" + urlencode(SINGLE if query is None else query))
     set_controls(page, values)
     press_train(page)
     run = page.wait_for_selector("section#run[data-exp]", timeout=TIMEOUT_MS)
@@ -120,12 +132,11 @@ def new_page(browser: Browser) -> Iterator[Callable[[], Page]]:
 
 def test_train_draws_live_curves_that_match_the_api(page: Page, live_server):
     base = live_server.url
-    page.goto(base + "/")
+    # Tiny batches: ~2 s of training, so the stream is open well before the last epoch.
+    page.goto(base + "/?" + urlencode({**SINGLE, "train.batch_size": "2"}))
     history_length = page.evaluate("history.length")
 
-    # Tiny batches: ~2 s of training, so the stream is open well before the last epoch.
-    set_controls(page, {"model.dropout": "0.3", "train.epochs": "40", "dataset.n_train": "100",
-                        "train.batch_size": "2"})
+    set_controls(page, {"model.dropout": "0.3", "train.epochs": "40", "dataset.n_train": "100"})
     # The address bar carries the setup, replaced in place (no new history entry).
     href = poll_js(page, "location.href", until=lambda h: "dataset.n_train=100" in h)
     query = parse_qs(urlsplit(href).query)
@@ -222,8 +233,8 @@ def test_share_link_redraws_the_run_and_forks(page: Page, new_page, live_server,
 def test_invalid_value_shows_an_inline_error_and_starts_nothing(page: Page, live_server,
                                                                name, value, words, fixed):
     base = live_server.url
-    page.goto(base + "/")
-    page.fill(field(name), value)
+    page.goto(base + "/?" + urlencode(SINGLE))
+    set_controls(page, {name: value})
     with page.expect_response(lambda r: r.url == base + "/play") as response:
         press_train(page)
     assert response.value.status == 422
@@ -243,8 +254,7 @@ def test_invalid_value_shows_an_inline_error_and_starts_nothing(page: Page, live
     assert "Nothing yet" in recent.text()
 
     # Fixing the value and pressing Train again starts the run, and the error goes away.
-    set_controls(page, {"train.epochs": "3", "dataset.n_train": "100"})
-    page.fill(field(name), fixed)
+    set_controls(page, {"train.epochs": "3", "dataset.n_train": "100", name: fixed})
     press_train(page)
     page.wait_for_selector("section#run[data-exp]", timeout=TIMEOUT_MS)
     expect(page.locator("#controls .field.has-error")).to_have_count(0)
@@ -353,7 +363,7 @@ def test_everything_loads_from_the_app_itself(page: Page, live_server):
     # the page script's ES modules, each imported by main.js or by a module it imports
     modules = {f"/static/js/{name}.js" for name in (
         "main", "run", "curves", "sweep", "insight", "board", "compare", "controls", "plot",
-        "stats")}
+        "stats", "replay")}
     assert {"/static/vendor/htmx.min.js", "/static/vendor/plotly-cartesian.min.js"} | modules \
         <= unhashed
     assert {"/play", f"/api/experiments/{exp_id}/events"} <= paths
@@ -380,9 +390,8 @@ def test_train_click_from_a_focused_field_starts_a_run(page: Page, live_server):
     first = start_run(page, base, {"train.epochs": "3", "dataset.n_train": "100"})
     wait_final(page, "done")
 
-    # The button stays put whether or not a field above it shows its help.
+    # The button stays put whether or not a field above it has focus.
     page.focus(field("model.dropout"))
-    expect(page.locator("[data-field='model.dropout'] .help")).to_be_visible()
     focused = page.evaluate(GEOMETRY_JS)
     page.locator("#train-button").focus()
     assert page.evaluate(GEOMETRY_JS) == focused

@@ -75,6 +75,11 @@ BOARD_READY = '[data-chart="room-curves"][data-experiments]'
 
 
 
+UNFOLD_JS = """(el) => {
+  for (let d = el.closest('details'); d; d = d.parentElement.closest('details')) d.open = true;
+}"""
+
+
 def field(name: str) -> str:
     """CSS selector of the control of a dotted config key (ids contain dots)."""
     return "#f-" + name.replace(".", r"\.")
@@ -140,6 +145,7 @@ def test_a_workshop_in_two_browsers(new_page, live_server):
     # ~3000 small steps: a few seconds, so the presenter sees the curve grow
     for name, value in {"train.epochs": "60", "dataset.n_train": "100",
                         "train.batch_size": "2"}.items():
+        participant.eval_on_selector(field(name), UNFOLD_JS)  # batch size is folded away
         participant.fill(field(name), value)
     participant.click("#train-button")
     run = participant.wait_for_selector("section#run[data-exp]", timeout=TIMEOUT_MS)

@@ -19,6 +19,8 @@ import pytest
 from conftest import poll_js
 from playwright.sync_api import Browser, Page, expect
 
+from app.ml.scenarios import START
+
 pytestmark = pytest.mark.browser
 
 TIMEOUT_MS = 30_000
@@ -44,6 +46,11 @@ CHARTS_SPAN_JS = """() => {
     .map((c) => c.getBoundingClientRect());
   return {left: Math.min(...boxes.map((b) => b.left)),
           right: Math.max(...boxes.map((b) => b.right)), width: window.innerWidth};
+}"""
+
+
+UNFOLD_JS = """(el) => {
+  for (let d = el.closest('details'); d; d = d.parentElement.closest('details')) d.open = true;
 }"""
 
 
@@ -112,7 +119,7 @@ def test_a_workshop_of_five_with_a_presenter_and_a_board(browser: Browser, live_
         traces = poll_js(board, TRACES_JS, until=lambda t: t and len(t) == 5
                          and all(x["n"] == 30 for x in t))
         assert sorted(t["name"] for t in traces) == sorted(
-            f"{who} · 64-64 relu · p = {rate}"
+            f"{who} · {'-'.join(map(str, START.model.hidden))} relu · p = {rate}"
             for who, rate in zip(("Ada", "Bo", "Cy", "Dee", "Eve"), RATES, strict=True))
         curve = poll_js(board, UCURVE_JS, until=lambda u: u and len(u["dots"]) == 5)
         assert sorted(curve["dots"]) == [float(r) for r in RATES]
@@ -126,6 +133,7 @@ def test_a_workshop_of_five_with_a_presenter_and_a_board(browser: Browser, live_
         board.screenshot(path=str(SHOTS / "board-1920.png"), full_page=True)
 
         ada = people[0]
+        ada.page.eval_on_selector(field("name"), UNFOLD_JS)  # the label is folded away
         ada.page.fill(field("name"), "my own label")  # typed, never submitted
 
         # a challenge fixes data and network: the participants' fields follow in place

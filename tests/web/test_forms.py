@@ -1,7 +1,9 @@
 """app.web.forms, pure: flat dotted params <-> ExperimentConfig, and the canonical query string.
 
 The playground's links depend on this: a config written with config_to_query and read back with
-parse/validate must be the same config, and equal setups must give equal links.
+parse/validate must be the same config, and equal setups must give equal links. The form opens
+with the starting setup (app.ml.scenarios.START), so links say what differs from START; the
+tests read START rather than restate it (its values are tuned elsewhere).
 """
 
 from __future__ import annotations
@@ -10,12 +12,25 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from app.ml.config import MAX_EPOCHS, ExperimentConfig
+from app.ml.config import MAX_EPOCHS, MAX_LAYERS, ExperimentConfig
+from app.ml.datasets import CATALOG
+from app.ml.scenarios import START
 from app.web import forms
-from app.web.forms import FIELD_NAMES, config_to_params, config_to_query, parse, validate
+from app.web.forms import (
+    DEFAULTS,
+    FIELD_NAMES,
+    config_to_params,
+    config_to_query,
+    form_params,
+    parse,
+    validate,
+)
 
 CONFIGS = [
-    pytest.param({}, id="defaults"),
+    pytest.param({}, id="api-defaults"),
+    pytest.param(START.model_dump(mode="json"), id="start"),
+    pytest.param({"baseline": True, "model": {"dropout": 0.2}}, id="twin"),
+    pytest.param({"baseline": True, "model": {"dropout": 0.0}}, id="twin-asked-nothing-to-pair"),
     pytest.param({"name": "a & b = c, d? 100%", "dataset": {"name": "circles"},
                   "model": {"hidden": [128, 32], "dropout": 0.3}}, id="name-needs-quoting"),
     pytest.param({"name": "ünïcødé ✓"}, id="unicode-name"),
@@ -74,20 +89,28 @@ def test_query_is_canonical_and_lists_only_non_defaults(raw):
         assert text != defaults[name], name
 
 
-def test_defaults_give_an_empty_query():
-    assert config_to_params(ExperimentConfig()) == {}
-    assert config_to_query(ExperimentConfig()) == ""
-    assert validate({})[0] == ExperimentConfig()
+def test_the_starting_setup_gives_an_empty_query():
+    # the playground opens with START: its link is "/", and "/" means START
+    assert config_to_params(START) == {}
+    assert config_to_query(START) == ""
+    assert validate({})[0] == START
+    # the API's defaults are another setup: a link to them lists what differs from START
+    api = ExperimentConfig()
+    assert validate(dict(parse_qsl(config_to_query(api))))[0] == api
+    assert ("baseline", "false") in parse_qsl(config_to_query(api))
 
 
 def test_equal_setups_give_equal_links():
     a = ExperimentConfig.model_validate(
-        {"train": {"epochs": 5, "lr": 0.01}, "dataset": {"name": "xor"}, "name": "x"})
+        {"train": {"epochs": 5, "lr": 0.0123}, "dataset": {"name": "circles"}, "name": "x"})
     b = ExperimentConfig.model_validate(
-        {"name": "x", "dataset": {"name": "xor", "n_train": 200}, "train": {"lr": 0.01,
-                                                                              "epochs": 5}})
+        {"name": "x", "dataset": {"name": "circles"}, "train": {"lr": 0.0123, "epochs": 5}})
     assert config_to_query(a) == config_to_query(b)
-    assert config_to_query(a) == "dataset.name=xor&train.epochs=5&train.lr=0.01&name=x"
+    # exactly the fields that differ from the form's defaults (START's), in form order
+    flat = forms.config_to_flat(a.model_dump(exclude={"sweep"}))
+    expected = [(k, flat[k]) for k in FIELD_NAMES if k in flat and flat[k] != DEFAULTS[k]]
+    assert parse_qsl(config_to_query(a)) == expected
+    assert ("train.lr", "0.0123") in expected and ("name", "x") in expected
 
 
 def test_lists_are_comma_separated_with_spaces_allowed():
@@ -105,17 +128,17 @@ def test_one_rate_applies_to_every_layer():
     assert config.model.layer_rates() == [0.3, 0.3, 0.3]
 
 
-def test_empty_hidden_means_no_hidden_layer_but_other_blanks_mean_default():
+def test_empty_hidden_means_no_hidden_layer_but_other_blanks_mean_the_start():
     config, errors = validate({"model.hidden": "", "train.epochs": "", "model.dropout": " "})
     assert errors == {}
     assert config.model.hidden == []
-    assert config.train.epochs == ExperimentConfig().train.epochs
-    assert config.model.dropout == ExperimentConfig().model.dropout
+    assert config.train.epochs == START.train.epochs
+    assert config.model.dropout == START.model.dropout
     assert "model.hidden=" in config_to_query(config).split("&")
 
 
 def test_unknown_keys_are_ignored_and_default_sweep_is_dropped():
-    assert parse({"colour": "red", "model.colour": "blue"}) == {}
+    assert parse({"colour": "red", "model.colour": "blue"}) == START.model_dump(exclude={"sweep"})
     config, errors = validate({"sweep.folds": "1", "sweep.repeats": "1", "sweep.low": "0.1"})
     assert errors == {}
     assert config.sweep is None  # a sweep that asks for one run is no sweep
@@ -142,7 +165,88 @@ def test_every_field_is_documented_and_has_a_form_control():
             if f.kind == "select":
                 assert f.default in f.options, f.name
     by_name = {f.name: f for s in sections for f in s.fields}
-    assert by_name["dataset.name"].kind == "select"
+    assert by_name["dataset.name"].kind == "pictures"
+    assert [p["value"] for p in by_name["dataset.name"].pictures] == list(CATALOG)
     assert by_name["train.epochs"].kind == "number" and by_name["train.epochs"].step == "1"
     assert by_name["train.epochs"].max == str(MAX_EPOCHS)  # bounds come from the config
-    assert by_name["model.hidden"].kind == "text"
+    assert by_name["model.hidden"].kind == "layers" and by_name["model.hidden"].max_rows == \
+        MAX_LAYERS
+    assert by_name["baseline"].kind == "checkbox" and by_name["baseline"].label == \
+        "compare with p = 0"
+    # the form opens with the starting setup, field by field
+    assert {n: f.default for n, f in by_name.items()} == {
+        n: v for n, v in forms.config_to_flat(START.model_dump(exclude={"sweep"})).items()
+    } | {n: f.default for n, f in by_name.items() if n.startswith("sweep.")}
+
+
+def test_the_essentials_stay_and_the_rest_folds():
+    sections = {s.key: s for s in forms.blank_sections()}
+    shown = [f.name for s in sections.values() for f in s.essential]
+    assert shown == ["dataset.name", "dataset.n_train", "dataset.noise", "model.hidden",
+                     "model.dropout", "model.input_dropout", "train.epochs", "baseline"]
+    assert sections["sweep"].essential == [] and sections[""].essential == []  # fold whole
+    assert "learning rate" in sections["train"].more_title
+    assert "optimizer" in sections["train"].more_title
+
+
+def test_sliders_take_their_bounds_from_the_models():
+    by_name = {f.name: f for s in forms.blank_sections() for f in s.fields}
+    rate = by_name["model.dropout"].slider
+    assert float(rate["min"]) == 0 and float(rate["max"]) == 1 - float(rate["step"])  # p < 1
+    assert by_name["model.input_dropout"].slider == rate
+    noise = by_name["dataset.noise"]
+    assert (noise.slider["min"], noise.slider["max"]) == (noise.min, noise.max)
+    # the training examples end at the chosen dataset's largest training split
+    for name, info in CATALOG.items():
+        [n_train] = [f for s in forms.filled_sections({"dataset.name": name}, {})
+                     for f in s.fields if f.name == "dataset.n_train"]
+        assert n_train.slider["max"] == n_train.max == str(min(5000, info.max_train)), name
+
+
+@pytest.mark.parametrize(("hidden", "dropout", "rows", "same"), [
+    ("64,32", "0.3", [("64", "0.3"), ("32", "0.3")], True),
+    ("64,32", "0.1,0.2", [("64", "0.1"), ("32", "0.2")], False),
+    ("8", "0.3,", [("8", "0.3")], True),
+    ("", "0.5", [], True),
+    ("8,8", "0.1,0.2,0.3", [("8", "0.1"), ("8", "0.2"), ("", "0.3")], False),  # kept to fix
+])
+def test_layer_rows_show_widths_with_their_rates(hidden, dropout, rows, same):
+    [layers] = [f for s in forms.filled_sections({"model.hidden": hidden,
+                                                  "model.dropout": dropout}, {})
+                for f in s.fields if f.name == "model.hidden"]
+    assert [(r["width"], r["rate"]) for r in layers.rows] == rows
+    assert layers.same_rate is same
+    assert layers.rate.name == "model.dropout"
+
+
+def test_layer_rows_submit_one_truth():
+    # what the form posts: a blank marker, then a width and a rate per row
+    rows = [("model.hidden", ""), ("model.hidden", "64"), ("model.dropout", "0.3"),
+            ("model.hidden", "32"), ("model.dropout", "0.3")]
+    assert form_params(rows) == {"model.hidden": "64,32", "model.dropout": "0.3"}
+    config, _ = validate(form_params(rows))
+    assert config.model.hidden == [64, 32] and config.model.dropout == 0.3  # one rate
+    differ = [*rows[:-1], ("model.dropout", "0.1")]
+    assert validate(form_params(differ))[0].model.dropout == [0.3, 0.1]
+    assert validate(form_params([("model.hidden", "")]))[0].model.hidden == []  # no row
+    # a query's single text is read as written, lists and all
+    assert form_params([("model.dropout", "0.3,")]) == {"model.dropout": "0.3,"}
+    # a bad rate is kept (typed twice into linked rows, reported once)
+    config, errors = validate(form_params([("model.hidden", ""), ("model.hidden", "8"),
+                                           ("model.dropout", "1.5"), ("model.hidden", "8"),
+                                           ("model.dropout", "1.5")]))
+    assert config is None and "below 1" in errors["model.dropout"]
+
+
+def test_the_twin_checkbox_and_the_sweep():
+    # a checkbox posts its hidden "false" first, then "true" when ticked
+    assert form_params([("baseline", "false"), ("baseline", "true")]) == {"baseline": "true"}
+    assert validate(form_params([("baseline", "false")]))[0].baseline is False
+    assert validate({"model.dropout": "0.2"})[0].paired  # START pairs
+    # a sweep lists its own rates: START's twin is off unless asked for
+    config, errors = validate({"sweep.dropout": "0,0.5"})
+    assert errors == {} and config.baseline is False and config.n_runs == 2
+    assert "baseline" not in config_to_params(config)
+    assert round_trip(config) == config
+    config, errors = validate({"sweep.dropout": "0,0.5", "baseline": "true"})
+    assert config is None and "sweep lists its own rates" in errors["baseline"]

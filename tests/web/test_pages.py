@@ -12,25 +12,32 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from conftest import TINY, cancel_quietly, experiment_count, finished
+from conftest import TINY, cancel_quietly, experiment_count, finished, html_tree
 from fastapi.testclient import TestClient
 
 from app.ml.config import ExperimentConfig
+from app.ml.datasets import CATALOG
+from app.ml.scenarios import START
 from app.web import forms, pages
-from app.web.forms import FIELD_NAMES
+from app.web.forms import DEFAULTS, FIELD_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_FORM = {"dataset.n_train": "50", "model.hidden": "16", "train.epochs": "3"}
 
 
 class Scraper(HTMLParser):
-    """Collects start tags, form control values, and the text of error and field elements."""
+    """Collects start tags, form control values, and the text of error and field elements.
+
+    `values` is what the page's forms would submit, read as the server reads a form
+    (app.web.forms.form_params): checked radios and boxes only, the layer rows' widths and
+    rates joined, nothing from a <template>."""
 
     def __init__(self, html: str):
         super().__init__(convert_charrefs=True)
         self.tags: list[tuple[str, dict]] = []
-        self.values: dict[str, str] = {}  # control name -> value (selected option for selects)
+        self.items: list[tuple[str, str]] = []  # (name, value) as a browser would submit
         self.selected: dict[str, list[str]] = {}  # select name -> selected option values
+        self._template = 0
         self.errors: dict[str, str] = {}  # field name -> inline error text
         self.field_text: dict[str, str] = {}  # field name -> all text inside its block
         self.form_errors: list[str] = []
@@ -39,22 +46,29 @@ class Scraper(HTMLParser):
         self._capture: tuple[str, str] | None = None  # ("error", field) or ("form", "")
         self.feed(html)
 
+    @property
+    def values(self) -> dict[str, str]:  # control name -> submitted text
+        return forms.form_params(self.items)
+
     def handle_starttag(self, tag, attrs):
         a = {k: v or "" for k, v in attrs}
         self.tags.append((tag, a))
+        if tag == "template":
+            self._template += 1
         if tag == "div" and "data-field" in a:
             self._field = a["data-field"]
             self.field_text[self._field] = ""
         elif tag == "div" and "form-errors" in a.get("class", ""):
             self._capture = ("form", "")
-        if tag == "input" and "name" in a:
-            self.values[a["name"]] = a.get("value", "")
+        if tag == "input" and "name" in a and not self._template:
+            if a.get("type") not in ("radio", "checkbox") or "checked" in a:
+                self.items.append((a["name"], a.get("value", "on")))
         elif tag == "select":
             self._select = a.get("name")
             self.selected[self._select] = []
         elif tag == "option" and self._select and "selected" in a:
             self.selected[self._select].append(a["value"])
-            self.values[self._select] = a["value"]
+            self.items.append((self._select, a["value"]))
         elif tag == "p" and a.get("id", "").startswith("err-"):
             self._capture = ("error", a["id"].removeprefix("err-"))
             self.errors[self._capture[1]] = ""
@@ -62,6 +76,8 @@ class Scraper(HTMLParser):
             self.form_errors.append("")
 
     def handle_endtag(self, tag):
+        if tag == "template":
+            self._template -= 1
         if tag == "select":
             self._select = None
         elif tag == "div":
@@ -97,6 +113,29 @@ def play(client, data: dict, htmx: bool = True):
 # -- the playground form ----------------------------------------------------------------------
 
 
+def accessible_name(tree, node) -> str:
+    """A form control's name as assistive technology gets it: aria-label, a <label for>, or
+    the <label> around it."""
+    if node.attrs.get("aria-label"):
+        return node.attrs["aria-label"]
+    labels = tree.find_all("label", for_=node.attrs.get("id", "-"))
+    if labels:
+        return labels[0].text
+    parent = node.parent
+    while parent is not None and parent.tag != "label":
+        parent = parent.parent
+    return parent.text if parent is not None else ""
+
+
+def in_template(node) -> bool:
+    """Inside a <template>: markup a script copies (a new layer row), not a control yet."""
+    while node is not None:
+        if node.tag == "template":
+            return True
+        node = node.parent
+    return False
+
+
 def test_playground_has_a_documented_control_for_every_config_field(client):
     res = client.get("/")
     assert res.status_code == 200
@@ -104,14 +143,53 @@ def test_playground_has_a_documented_control_for_every_config_field(client):
     page = Scraper(res.text)
     controls = {a["name"] for t, a in page.tags if t in ("input", "select") and "name" in a}
     assert controls - {"file"} == set(FIELD_NAMES)  # "file": the import form's upload
+    tree = html_tree(res.text)
     for name, f in fields_by_name().items():
         assert f.help, f"{name} has no help text"
-        [label] = page.find("label", for_=f"f-{name}")
-        assert label["title"] == f.help
-        assert f.help in page.field_text[name], name  # the visible help under the control
-        assert page.values[name] == f.default, name  # no query: the defaults
-    assert page.selected["dataset.name"] == ["moons"]
+        # the help is in the page, tied to the control that submits the field
+        [help_text] = tree.find_all(id=f"h-{name}")
+        assert help_text.text == " ".join(f.help.split()), name
+        described = [n for n in tree.find_all(name=name)
+                     if f"h-{name}" in n.attrs.get("aria-describedby", "").split()
+                     or f"h-{name}" in (n.parent.attrs.get("aria-describedby", "") if n.parent
+                                        else "")]
+        assert described or name == "dataset.name", name
+        # and every control that submits it has a name of its own
+        for node in tree.find_all(name=name):
+            if node.attrs.get("type") != "hidden" and node.tag in ("input", "select") \
+                    and not in_template(node):
+                assert accessible_name(tree, node).strip(), name
+        assert page.values[name] == f.default, name  # no query: the starting setup
+    assert page.values["dataset.name"] == START.dataset.name
+    assert len([a for t, a in page.tags if t == "input" and a.get("type") == "radio"
+                and "checked" in a]) == 1
+    for node in tree.find_all("input", type="radio"):  # the pictures' boxes: described as a group
+        assert accessible_name(tree, node) in (node.attrs["value"].replace("_", " "),)
+    group = tree.find(data_field="dataset.name")
+    assert group.attrs["role"] == "radiogroup" and group.attrs["aria-describedby"] == \
+        "h-dataset.name"
     assert not page.errors and not page.form_errors
+
+
+def test_the_first_screen_holds_the_data_drawn(client):
+    """The data of the starting setup is in the page's HTML (no script needed to see it): one
+    filled mark per training point, validation hollow, with a text alternative."""
+    tree = html_tree(client.get("/").text)
+    card = tree.find("section", id="data")
+    svg = card.find("svg", role="img")
+    assert f"{START.dataset.n_train} training points" in svg.attrs["aria-label"]
+    train = [n for g in card.find_all("g", class_="train") for n in g.children]
+    val = [n for g in card.find_all("g", class_="val") for n in g.children]
+    assert len(train) == START.dataset.n_train and len(val) > 0
+    assert all(g.attrs["stroke"] != "none" and g.attrs["fill"] == "none"
+               for g in card.find_all("g", class_="val"))  # hollow
+    # the card refreshes itself from the form's dataset fields
+    assert card.attrs["hx-get"] == "/partials/data"
+    assert "dataset." in card.attrs["hx-include"]
+    # every dataset has its small picture in the picker
+    picks = tree.find_all("label", class_="pick")
+    assert [p.find("input").attrs["value"] for p in picks] == list(CATALOG)
+    assert all(p.find("svg").attrs["aria-hidden"] == "true" for p in picks)
 
 
 def test_sweep_target_options_say_where_the_rate_goes(client):
@@ -120,7 +198,7 @@ def test_sweep_target_options_say_where_the_rate_goes(client):
     assert options["hidden"] == "every hidden layer"
     assert options["input"] == "the inputs"
     assert options["layer2"] == "hidden layer 2"
-    assert options["moons"] == "moons"  # other selects show their values
+    assert options["sgd"] == "sgd"  # other selects show their values
     assert Scraper(html).selected["sweep.target"] == ["layer2"]
 
 
@@ -130,7 +208,9 @@ def test_query_parameters_prefill_the_controls(client):
     page = Scraper(res.text)
     assert page.values["model.dropout"] == "0.3"
     assert page.values["model.hidden"] == "128,32"
-    assert page.selected["dataset.name"] == ["circles"]  # exactly one option selected
+    assert page.values["dataset.name"] == "circles"
+    assert len([a for t, a in page.tags if t == "input" and a.get("name") == "dataset.name"
+                and "checked" in a]) == 1  # exactly one picture picked
     defaults = fields_by_name()
     for name in set(FIELD_NAMES) - {"model.dropout", "dataset.name", "model.hidden"}:
         assert page.values[name] == defaults[name].default, name
@@ -160,7 +240,9 @@ def test_invalid_query_shows_the_error_under_its_field(client, query, field, tex
     assert list(page.errors) == [field], (page.errors, page.form_errors)
     assert text in page.errors[field]
     assert page.form_errors == []  # nothing left over above the form
-    if field not in page.selected:  # a text or number box keeps the user's value to edit
+    if field == "dataset.name":  # no picture is picked
+        assert "dataset.name" not in page.values
+    elif field not in page.selected:  # a text or number box keeps the user's value to edit
         assert page.values[field] == dict(parse_qsl(query))[field]
     [block] = [a for t, a in page.tags if a.get("data-field") == field]
     assert "has-error" in block["class"]
@@ -176,10 +258,11 @@ def test_errors_about_no_single_field_are_shown_above_the_form(client):
 
 
 def test_play_with_htmx_answers_the_run_panel_and_canonical_url(client):
-    # scrambled order, and two fields sent with their default values
-    data = {"train.epochs": "3", "model.hidden": "16, 8", "train.batch_size": "32",
+    # scrambled order, and two fields sent with the starting setup's values
+    data = {"train.epochs": "3", "model.hidden": "16, 8",
+            "train.batch_size": DEFAULTS["train.batch_size"],
             "model.dropout": "0.3", "dataset.name": "circles", "dataset.n_train": "50",
-            "model.activation": "relu"}
+            "model.activation": DEFAULTS["model.activation"]}
     before = experiment_count(client)
     res = play(client, data)
     assert res.status_code == 200, res.text
@@ -193,15 +276,20 @@ def test_play_with_htmx_answers_the_run_panel_and_canonical_url(client):
         assert config.model.hidden == [16, 8] and config.model.dropout == 0.3
         assert config.dataset.name == "circles" and config.train.epochs == 3
         url = res.headers["hx-replace-url"]
-        assert url == "/?dataset.name=circles&dataset.n_train=50&model.hidden=16,8" \
-                      "&model.dropout=0.3&train.epochs=3"  # form order, defaults left out
+        sent = {"dataset.name": "circles", "dataset.n_train": "50", "model.hidden": "16,8",
+                "model.dropout": "0.3", "train.epochs": "3"}
+        # form order, START's values left out
+        assert parse_qsl(urlsplit(url).query) == [(k, v) for k, v in sent.items()
+                                                  if v != DEFAULTS[k]]
         assert url == f"/?{forms.config_to_query(config)}"
         # the address bar's link opens the playground with the same setup
         prefilled = Scraper(client.get(url).text).values
         assert forms.validate(prefilled)[0] == config
         assert panel["data-status"] in ("queued", "running")
         view = json.loads(panel["data-view"])
-        assert (view["id"], view["total"], view["epochs"]) == (exp_id, 3, 3)
+        # START trains the p = 0 twin beside the run: two runs of 3 epochs
+        assert config.paired and config.n_runs == 2
+        assert (view["id"], view["total"], view["epochs"]) == (exp_id, 6, 3)
         assert f'/api/experiments/{exp_id}/cancel' in res.text  # the Stop button
     finally:
         cancel_quietly(client, exp_id)
@@ -368,3 +456,57 @@ def test_templates_load_nothing_from_other_hosts(client, shared):
     for url in ("/", f"/e/{shared['id']}"):
         html = client.get(url).text
         assert not external.search(html), url
+
+
+# -- the data card ----------------------------------------------------------------------------
+
+
+def data_card(client, query: str):
+    res = client.get(f"/partials/data?{query}")
+    assert res.status_code == 200
+    return html_tree(res.text).find("section", id="data")
+
+
+@pytest.mark.parametrize(("name", "n_train"), [("circles", 60), ("moons", 61), ("noise", 30)])
+def test_data_card_draws_each_training_point(client, name, n_train):
+    card = data_card(client, f"dataset.name={name}&dataset.n_train={n_train}")
+    train = [n for g in card.find_all("g", class_="train") for n in g.children]
+    assert len(train) == n_train
+    assert [g.attrs["data-class"] for g in card.find_all("g", class_="train")] == ["0", "1"]
+    assert f"{name}: {n_train} training points" in card.find("svg").attrs["aria-label"]
+
+
+def test_data_card_draws_sine_digits_and_projections(client):
+    sine = data_card(client, "dataset.name=sine")
+    assert sine.find("polyline", class_="truth").attrs["points"].count(",") == 100
+    assert "noise-free" in sine.text
+    digits = data_card(client, "dataset.name=digits")
+    labels = [g.attrs["data-label"] for g in digits.find_all("g", class_="digit")]
+    assert sorted(set(labels)) == [str(d) for d in range(10)] and len(labels) == 20
+    assert all(i.attrs["href"].startswith("data:image/png;base64,")
+               for i in digits.find_all("image"))
+    assert "projection" not in digits.text.lower()  # the card shows images, not the PCA
+    wine = data_card(client, "dataset.name=wine&dataset.n_train=100")
+    assert "A projection" in wine.text and "PCA" in wine.text
+    assert len(wine.find_all("g", class_="train")) == 3  # three classes, told apart by shape
+    assert wine.find_all("rect", width="7.6") and wine.find_all("path")
+
+
+def test_data_card_says_why_it_cannot_draw(client):
+    card = data_card(client, "dataset.name=wine&dataset.n_train=5000")
+    error = card.find(data_role="data-error")
+    assert "dataset.n_train" in error.text and "at most" in error.text
+    assert not card.find_all("svg", role="img")
+
+
+def test_data_card_json_twin_is_the_preview(client):
+    from app.ml.config import DatasetConfig
+    from app.ml.preview import preview
+
+    res = client.get("/partials/data.json?dataset.name=xor&dataset.n_train=50&dataset.seed=3")
+    assert res.status_code == 200
+    cfg = DatasetConfig.model_validate({**START.dataset.model_dump(), "name": "xor",
+                                        "n_train": 50, "seed": 3})
+    assert res.json() == json.loads(json.dumps(preview(cfg)))
+    bad = client.get("/partials/data.json?dataset.noise=9")
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "dataset.noise"

@@ -87,3 +87,37 @@ def test_page_scripts_take_every_hue_from_the_server():
             digits = color[1:] if len(color) == 7 else "".join(ch * 2 for ch in color[1:])
             r, g, b = digits[0:2], digits[2:4], digits[4:6]
             assert r == g == b, f"{path.name}: {color} is a colour the server should hand over"
+
+
+@pytest.mark.parametrize("background", palette.BACKGROUNDS)
+def test_a_dotted_line_keeps_3_to_1_between_its_dots(background):
+    """A dotted line is half ink, half background: seen from reading distance its colour is
+    the mix (that is how the old p = 0.5 dotted line measured 2.3:1). Its shade keeps 3:1
+    even so, for every rate."""
+    old = palette.mix(palette.rate_color(0.5), "#ffffff", 1 - palette.DOT_INK)
+    assert palette.contrast(old, "#ffffff") == pytest.approx(2.3, abs=0.05)
+    for i in range(101):
+        dotted = palette.dotted_color(palette.rate_color(i / 100))
+        seen = palette.mix(dotted, background, 1 - palette.DOT_INK)
+        assert palette.contrast(seen, background) >= palette.MIN_CONTRAST, (i, dotted)
+    assert palette.WIDTH["dropout"] > palette.WIDTH["val"]  # and drawn thicker
+
+
+@pytest.mark.parametrize("background", palette.BACKGROUNDS)
+def test_a_rate_written_as_text_has_4_5_to_1(background):
+    for i in range(101):
+        color = palette.rate_color(i / 100)
+        text = palette.text_color(color)
+        assert palette.contrast(text, background) >= palette.MIN_TEXT_CONTRAST, (i, text)
+        if all(palette.contrast(color, bg) >= 4.5 for bg in palette.BACKGROUNDS):
+            assert text == color  # a shade only where the colour itself falls short
+    assert palette.text_color(palette.rate_color(1.0)) != palette.rate_color(1.0)
+
+
+def test_shades_keep_their_hue():
+    assert palette.mix("#000000", "#ffffff", 0.5) == "#808080"
+    assert palette.mix("#123456", "#ffffff", 0) == "#123456"
+    r, g, b = palette._rgb(palette.dotted_color(palette.rate_color(0.9)))
+    r0, g0, b0 = palette._rgb(palette.rate_color(0.9))
+    assert r / max(1, g) == pytest.approx(r0 / g0, abs=0.1)  # darker, same proportions
+    assert g / max(1, b) == pytest.approx(g0 / b0, abs=0.1)

@@ -296,7 +296,7 @@ def test_a_challenge_fixes_the_data_and_caps_the_epochs(app_client, room):
     assert "circles" in banner and "80 training examples" in banner and "20 epochs" in banner
     data = tree.find("fieldset", data_section="dataset")
     assert "disabled" in data.attrs
-    assert data.find("option", selected=True).attrs["value"] == "circles"
+    assert data.find("input", name="dataset.name", checked=True).attrs["value"] == "circles"
     assert tree.find("input", name="train.epochs").attrs["value"] == "20"
 
     # Cleared: the budget no longer applies.
@@ -452,7 +452,7 @@ def test_a_refused_run_keeps_the_challenge_data_fixed(app_client, room):
     assert controls.find("input", type="hidden", name="room").attrs["value"] == room.code
     data = controls.find("fieldset", data_section="dataset")
     assert "disabled" in data.attrs
-    assert data.find("option", selected=True).attrs["value"] == "circles"
+    assert data.find("input", name="dataset.name", checked=True).attrs["value"] == "circles"
     assert data.find("input", name="dataset.n_train").attrs["value"] == "80"
 
 
@@ -523,8 +523,11 @@ def test_a_challenge_may_fix_the_network_and_the_controls_show_it(app_client, ro
     settings(room, challenge={**CHALLENGE, "hidden": [16, 8], "activation": "tanh"})
     controls = html_tree(ada.get(f"/rooms/{room.code}/controls",
                                  params={"model.hidden": "128", "name": "mine"}).text)
-    hidden = controls.find("input", name="model.hidden")
-    assert hidden.attrs["value"] == "16,8" and "disabled" in hidden.attrs
+    # a fixed network: its layer rows are read-only (so widths and rates still submit)
+    widths = [n for n in controls.find_all("input", name="model.hidden")
+              if n.attrs.get("type") == "number" and "value" in n.attrs]
+    assert [n.attrs["value"] for n in widths] == ["16", "8"]
+    assert all("readonly" in n.attrs for n in widths)
     assert controls.find("input", name="name").attrs["value"] == "mine"  # typed: kept
     res = ada.post(f"/api/experiments?room={room.code}", json={
         **TINY, "model": {"hidden": [128], "activation": "relu", "dropout": 0.3}})

@@ -19,11 +19,12 @@ from conftest import TINY, cancel_quietly, finished, html_tree, start_running
 from app.ml.config import ExperimentConfig
 from app.ml.runs import plan_runs, run_dict, setting_key
 from app.ml.summary import summarize
-from app.web import palette, views
+from app.web import pages, palette, texts, views
 
 VIEW_KEYS = {"id", "task", "epochs", "total", "fields", "runs", "settings", "charts", "sweep",
-             "colorbar", "key", "palette", "scenario", "notes", "dataset"}
-SETTING_KEYS = {"key", "label", "x", "color", "runs", "weight_decay", "symbol"}
+             "paired", "snapshots", "colorbar", "key", "palette", "scenario", "notes", "dataset"}
+SETTING_KEYS = {"key", "label", "x", "color", "text_color", "dot_color", "runs", "weight_decay",
+                "symbol"}
 RUN_KEYS = {"index", "setting", "label", "fold", "repeat"}
 HEX = re.compile(r"#[0-9a-fA-F]{6}")
 
@@ -74,14 +75,20 @@ def test_view_of_a_single_run():
         "title": "Generalization gap (val − train loss)", "train": None,
         "val": "generalization_gap", "y_label": "val − train loss (cross-entropy, nats)",
         "fields": [{"field": "generalization_gap", "label": "val − train loss",
-                    "color": setting["color"], "dash": "solid"}]}
-    # one run: every line in its rate's colour, the split as the line style
+                    "color": setting["color"], "dash": "solid", "width": 2}]}
+    # one run: every line in its rate's colour, the split as the line style; the dotted line
+    # thicker, in the shade that keeps 3:1 between its dots
     c = setting["color"]
     assert charts["loss"]["fields"] == [
-        {"field": "train_loss", "label": "train (eval mode)", "color": c, "dash": "dash"},
-        {"field": "val_loss", "label": "validation", "color": c, "dash": "solid"},
+        {"field": "train_loss", "label": "train (eval mode)", "color": c, "dash": "dash",
+         "width": 2},
+        {"field": "val_loss", "label": "validation", "color": c, "dash": "solid", "width": 2},
         {"field": "train_loss_dropout", "label": "train mini-batch, dropout on",
-         "color": c, "dash": "dot"}]
+         "color": palette.dotted_color(c), "dash": "dot", "width": 3}]
+    assert setting["dot_color"] == palette.dotted_color(c)
+    assert setting["text_color"] == palette.text_color(c)
+    assert not view["paired"]
+    assert view["snapshots"] == [{"run": 0, "setting": setting["key"]}]
     assert view["key"] == [{"label": "validation", "dash": "solid"},
                            {"label": "train (eval mode)", "dash": "dash"}]
     assert view["scenario"] is None and view["notes"] == []
@@ -119,9 +126,13 @@ def test_view_of_a_sweep_of_one_layer():
     for s in settings:
         assert all(runs[i]["setting"] == s["key"] for i in s["runs"])
     sweep = view["sweep"]
-    assert set(sweep) == {"x_label", "x_type", "metrics", "points_url"}
+    assert set(sweep) == {"x_label", "x_type", "x_range", "categories", "metrics", "points_url"}
     assert sweep["x_label"] == "dropout rate p (hidden layer 2)"
     assert sweep["x_type"] == "linear"
+    # the axis spans the rates from the first point on: 0..0.5 with 6 % of room each side
+    assert sweep["x_range"] == [-0.03, 0.53] and sweep["categories"] is None
+    # a surface per setting: the first fold and seed of each
+    assert view["snapshots"] == [{"run": s["runs"][0], "setting": s["key"]} for s in settings]
     assert sweep["points_url"] == "/e/exp1/sweep.json"
     assert sweep["metrics"] == [
         {"key": "val_loss", "label": "final validation loss", "lower": True},
@@ -154,6 +165,7 @@ def test_a_sweep_of_seeds_at_per_layer_rates_is_a_category_axis():
     view = view_of({"model": {"hidden": [8, 8], "dropout": [0.1, 0.3]},
                     "sweep": {"repeats": 3, "weight_decay": [0.0, 0.1]}})
     assert view["sweep"]["x_type"] == "category"
+    assert view["sweep"]["categories"] == ["p = 0.1/0.3"] and view["sweep"]["x_range"] is None
     assert [s["x"] for s in view["settings"]] == ["p = 0.1/0.3", "p = 0.1/0.3"]
     assert [s["label"] for s in view["settings"]] == ["p = 0.1/0.3, weight decay 0",
                                                       "p = 0.1/0.3, weight decay 0.1"]
@@ -183,6 +195,167 @@ def test_full_batch_training_gets_a_note():
 ])
 def test_the_share_page_lists_only_dataset_fields_that_act(dataset, text):
     assert view_of({"dataset": dataset})["dataset"] == text
+
+
+# -- a run beside its p = 0 twin ----------------------------------------------------------------
+
+PAIRED = {"model": {"hidden": [16], "dropout": 0.5}, "train": {"epochs": 5}, "baseline": True}
+
+
+def pair_summary(a: dict | None, b: dict | None) -> dict:
+    """A stored summary of a paired run: run 0 (with dropout) and run 1 (p = 0) ending with
+    these final values (None: a run that has not finished)."""
+    runs = []
+    for index, final in ((0, a), (1, b)):
+        if final is None:
+            runs.append({"index": index, "epochs_trained": 0})
+            continue
+        gap = (None if None in (final["val_loss"], final["train_loss"])
+               else final["val_loss"] - final["train_loss"])
+        final = {"val_acc": 0.9, "generalization_gap": gap, **final}
+        runs.append({"index": index, "epochs_trained": 5, "final": final, "best_epoch": 3,
+                     "best_val_loss": final["val_loss"] and final["val_loss"] * 0.9})
+    return {"task": "classification", "metric": "val_acc", "runs": runs}
+
+
+def test_view_of_a_paired_run_has_two_settings_and_no_sweep_chart():
+    view = view_of(PAIRED)
+    assert view["paired"] is True and view["sweep"] is None
+    assert [s["label"] for s in view["settings"]] == ["p = 0.5", "p = 0"]
+    assert [s["color"] for s in view["settings"]] == [palette.rate_color(0.5),
+                                                     palette.rate_color(0)]
+    assert [r["label"] for r in view["runs"]] == ["p = 0.5", "p = 0"]
+    # both runs draw a decision surface, the chosen rate first
+    assert view["snapshots"] == [{"run": 0, "setting": view["settings"][0]["key"]},
+                                 {"run": 1, "setting": view["settings"][1]["key"]}]
+    assert views.rates_text(config_of(PAIRED)) == "p = 0.5, beside its p = 0 twin"
+
+
+def test_the_verdict_when_dropout_helped():
+    config = config_of(PAIRED)
+    summary = pair_summary({"val_loss": 0.31, "train_loss": 0.25, "val_acc": 0.9},
+                           {"val_loss": 0.52, "train_loss": 0.10, "val_acc": 0.84})
+    assert texts.paired_verdict(config, summary) == (
+        "Without dropout (p = 0) the final validation loss is 0.52, 1.7× the 0.31 of p = 0.5; "
+        "its training loss is lower (0.10 against 0.25): it fit the training points more "
+        "closely and did worse on new data. That is overfitting, and dropout held it back. "
+        "Validation accuracy: 90% at p = 0.5, 84% at p = 0.")
+
+
+def test_the_verdict_when_the_twin_wins():
+    config = config_of({**PAIRED, "model": {"hidden": [16], "dropout": 0.9}})
+    summary = pair_summary({"val_loss": 0.40, "train_loss": 0.35, "val_acc": 0.8},
+                           {"val_loss": 0.30, "train_loss": 0.20, "val_acc": 0.88})
+    text = texts.paired_verdict(config, summary)
+    assert text == (
+        "Here dropout did not help: without dropout (p = 0) the final validation loss is 0.30, "
+        "lower than the 0.40 of p = 0.9 (1.3× as much); its training loss is lower too (0.20 "
+        "against 0.35). At p = 0.9 dropout cost more fit than it saved: too much "
+        "regularization for this data, or the luck of one seed (a sweep with repeats tells "
+        "which). Validation accuracy: 80% at p = 0.9, 88% at p = 0.")
+    assert "held it back" not in text and "overfitting" not in text
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_verdict_reads_right_whatever_the_numbers(seed):
+    """Random outcomes: the first clause names the right winner with the numbers as shown,
+    and only an actual overfit (twin: lower training loss, higher validation loss) is
+    called overfitting."""
+    rng = random.Random(seed)
+    va, vb, ta, tb = (round(rng.uniform(0.05, 1.5), 3) for _ in range(4))
+    config = config_of(PAIRED)
+    text = texts.paired_verdict(config, pair_summary(
+        {"val_loss": va, "train_loss": ta}, {"val_loss": vb, "train_loss": tb}))
+    shown = f"the final validation loss is {texts.num(vb)}"
+    assert shown in text
+    if vb >= va * texts.SAME:
+        assert text.startswith("Without dropout") and f"the {texts.num(va)} of p = 0.5" in text
+        assert f"{texts.times(vb / va)} the" in text
+    elif va >= vb * texts.SAME:
+        assert text.startswith("Here dropout did not help") and "lower than the" in text
+    else:
+        assert "about the same" in text
+    assert ("overfitting" in text) == (vb >= va * texts.SAME and tb < ta)
+
+
+def test_the_verdict_says_nothing_until_both_runs_end_and_names_a_divergence():
+    config = config_of(PAIRED)
+    both = {"val_loss": 0.3, "train_loss": 0.2}
+    assert texts.paired_verdict(config, None) is None
+    assert texts.paired_verdict(config, pair_summary(both, None)) is None
+    assert texts.paired_verdict(config_of({**PAIRED, "baseline": False}),
+                                pair_summary(both, both)) is None
+    text = texts.paired_verdict(config, pair_summary(both, {"val_loss": None,
+                                                            "train_loss": None}))
+    assert text.startswith("The p = 0 twin diverged")
+    same = texts.paired_verdict(config, pair_summary(both, {"val_loss": 0.31, "train_loss": 0.2}))
+    assert "about the same" in same and "0.31" in same and "0.30" in same
+
+
+def test_a_paired_runs_table_puts_the_two_runs_side_by_side():
+    config = config_of(PAIRED)
+    summary = pair_summary({"val_loss": 0.31, "train_loss": 0.25, "val_acc": 0.9},
+                           {"val_loss": 0.52, "train_loss": 0.10, "val_acc": 0.84})
+    table = views.summary_table(summary, config)
+    assert table["kind"] == "pair"
+    assert [c["label"] for c in table["columns"]] == ["p = 0.5", "p = 0"]
+    assert [c["text_color"] for c in table["columns"]] == [
+        palette.text_color(palette.rate_color(p)) for p in (0.5, 0)]
+    rows = {r["field"]: r for r in table["rows"]}
+    assert list(rows) == ["val_loss", "train_loss", "val_acc", "generalization_gap",
+                          "best_val_loss"]
+    assert rows["val_loss"]["cells"] == [0.31, 0.52] and rows["val_loss"]["better"] == 0
+    assert rows["val_acc"]["better"] == 0  # higher is better
+    assert rows["train_loss"]["better"] is None  # not a score
+    assert rows["val_loss"]["name"] == "final validation loss"
+    assert rows["best_val_loss"]["epochs"] == [3, 3]
+    assert table["verdict"] == texts.paired_verdict(config, summary)
+    assert views.summary_table(pair_summary(None, None), config)["rows"] == []
+
+
+def test_each_chart_has_a_text_with_the_final_values_once_done():
+    config = config_of(PAIRED)
+    before = texts.chart_texts(config, None, "surface")
+    assert set(before) == {"loss", "score", "gap", "surface", "confusion"}
+    assert "p = 0.5, p = 0" in before["loss"] and "Final" not in before["loss"]
+    summary = pair_summary({"val_loss": 0.31, "train_loss": 0.25, "val_acc": 0.9},
+                           {"val_loss": 0.52, "train_loss": 0.10, "val_acc": 0.84})
+    summary["runs"][0]["confusion"] = [[40, 10], [5, 45]]
+    after = texts.chart_texts(config, summary, "surface")
+    assert after["loss"].endswith("Final validation loss: 0.31 at p = 0.5, 0.52 at p = 0.")
+    assert after["score"].endswith("Final validation accuracy: 90% at p = 0.5, 84% at p = 0.")
+    assert "0.06 at p = 0.5, 0.42 at p = 0" in after["gap"]
+    assert after["confusion"].endswith("85 of 100 correct (85%), run 0 (p = 0.5).")
+    sweep = config_of(SWEEP)
+    assert "sweep" in texts.chart_texts(sweep, None, None)
+    assert "Lowest mean final validation loss: p = " in texts.chart_texts(
+        sweep, fake_summary(sweep), None)["sweep"]
+
+
+# -- compare: only the fields in use ----------------------------------------------------------
+
+
+def dumped(data: dict) -> dict:
+    return config_of(data).model_dump(mode="json")
+
+
+def test_compare_lists_only_the_fields_in_use():
+    single, listed = dumped({}), dumped({"sweep": {"dropout": [0.0, 0.5]}})
+    grid = dumped({"sweep": {"grid_step": 0.25}})
+    # a listed sweep against one run: the rates and where they go, not its unused bounds,
+    # its one fold and one repeat, or which seeds the repeats would change
+    assert pages.config_diff([single, listed]) == [
+        ("sweep.dropout", ["", "0,0.5"]), ("sweep.target", ["", "hidden"])]
+    # a grid's bounds are in use
+    assert ("sweep.low", ["", "0"]) in pages.config_diff([listed, grid])
+    # a twin that trains, against none; a dataset without noise to set
+    assert pages.config_diff([single, dumped({"baseline": True})]) == [("baseline", ["", "true"])]
+    assert pages.config_diff([dumped({"model": {"dropout": 0}}),
+                              dumped({"model": {"dropout": 0}, "baseline": True})]) == []
+    assert pages.config_diff([single, dumped({"dataset": {"name": "digits"}})]) == [
+        ("dataset.name", ["moons", "digits"]), ("dataset.noise", ["0.2", ""])]
+    repeats = dumped({"sweep": {"repeats": 2, "repeat_seeds": "data"}})
+    assert ("sweep.repeat_seeds", ["", "data"]) in pages.config_diff([single, repeats])
 
 
 # -- the sweep chart's points -----------------------------------------------------------------
@@ -360,11 +533,26 @@ def test_run_panel_includes_its_partials_and_the_view(client, swept):
     assert bar.attrs["hx-trigger"] == "dp:status"
     options = [o.text for o in panel.find("select", data_role="sweep-metric").find_all("option")]
     assert options == [m["label"] for m in view["sweep"]["metrics"]]
+    # the headline row: the loss chart and the decision surface; the other charts below
+    headline = panel.find("div", class_="headline")
+    assert headline.find("h3").text == view["charts"]["loss"]["title"]
+    assert headline.find(data_chart="loss") and headline.find(data_chart="surface")
     titles = [box.find("h3").text for box in panel.find("div", class_="charts")
-              .find_all("div", class_="chart-box")]
-    assert titles == [c["title"] for c in view["charts"].values()]
-    snap = [o.text for o in panel.find("select", data_role="snap-run").find_all("option")]
-    assert snap == ["p = 0.2/0", "p = 0.2/0.5"]
+              .find_all("figure", class_="chart-box")]
+    assert titles == [view["charts"][k]["title"] for k in ("score", "gap")]
+    # every chart is named by its title and described by a text of its own
+    for chart in panel.find_all(data_chart=True):
+        assert chart.attrs["role"] == "img"
+        for ref in chart.attrs["aria-labelledby"].split() + [chart.attrs["aria-describedby"]]:
+            assert tree.find(id=ref).text, (chart.attrs["data-chart"], ref)
+    # the rate slider runs over the settings (a sweep's one surface pane follows it)
+    rate = panel.find("input", data_role="rate")
+    assert (rate.attrs["min"], rate.attrs["max"]) == ("0", "1")
+    assert rate.attrs["aria-valuetext"] == "p = 0.2/0"
+    assert len(panel.find_all(data_pane=True)) == 1
+    assert "data-pace" not in panel.attrs  # a share page follows, never paces
+    # no raw metric field names anywhere in what the panel says
+    assert not re.search(r"\b(val|train|final|best)_[a-z]+", panel.text), panel.text
     # the setup and the results say the rates as trained
     assert "sweep p ∈ {0, 0.5} on hidden layer 2, other layers 0.2" in html.unescape(page)
     rows = tree.find("section", id="summary").find("tbody").find_all("tr")
@@ -428,7 +616,56 @@ def test_compare_hands_settings_over_and_says_which_runs_it_reports(client, swep
     best = swept["summary"]["sweep"]
     label = "p = 0.2/0" if best["best_dropout"] == 0.0 else "p = 0.2/0.5"
     which = rows["numbers below are"]
-    assert which == [f"best setting {label} (mean ± std of 2 runs)", "one run, p = 0.3"]
+    assert which == [f"the best of 2 settings, {label} (lowest mean final validation loss; "
+                     "mean ± std of its 2 runs)", "one run, p = 0.3"]
     assert not any("run 0" in k for k in rows)
     final = single["summary"]["runs"][0]["final"]["val_loss"]
     assert rows["final validation loss"][1] == f"{final:.4g}"
+
+
+@pytest.fixture(scope="module")
+def paired(client) -> dict:
+    res = client.post("/api/experiments", json={**TINY, "model": {"hidden": [16], "dropout": 0.3},
+                                                 "baseline": True})
+    body = finished(client, res.json()["id"])
+    assert body["status"] == "done", body.get("error")
+    return body
+
+
+def test_compare_reports_each_run_of_a_paired_experiment(client, paired, single):
+    tree = html_tree(client.get(f"/compare?ids={paired['id']},{single['id']}").text)
+    rows = {r.find("th").text: r for r in tree.find("table", class_="diff").find("tbody")
+            .find_all("tr")}
+    assert [td.text for td in rows["numbers below are"].find_all("td")] == [
+        "each of two runs: p = 0.3 and its p = 0 twin", "one run, p = 0.3"]
+    assert [td.text for td in rows["baseline"].find_all("td")] == ["true", "–"]
+    finals = [r["final"]["val_loss"] for r in paired["summary"]["runs"]]
+    cell = rows["final validation loss"].find_all("td")[0]
+    assert [v.text.replace(" :", ":") for v in cell.find_all("span", class_="compare-value")] == [
+        f"p = 0.3: {finals[0]:.4g}", f"p = 0: {finals[1]:.4g}"]
+
+
+def test_a_paired_page_says_what_dropout_changed_and_refreshes_it_out_of_band(client, paired):
+    page = client.get(f"/e/{paired['id']}").text
+    tree = html_tree(page)
+    panel = tree.find("section", id="run")
+    assert "paired" in panel.classes()
+    config = config_of(paired["config"])
+    verdict = texts.paired_verdict(config, paired["summary"])
+    assert verdict and panel.find(id=f"verdict-{paired['id']}").text == verdict
+    panes = panel.find_all(data_pane=True)
+    assert [(p.attrs["data-run"], p.find(data_role="pane-rate").text) for p in panes] == [
+        ("0", "p = 0.3"), ("1", "p = 0")]
+    table = panel.find("table", class_="pair")
+    assert [th.text for th in table.find("thead").find_all("th")] == ["p = 0.3", "p = 0"]
+    # the summary fragment (fetched when training ends) carries the words out of band
+    fragment = html_tree(client.get(f"/e/{paired['id']}/summary").text)
+    oob = {n.attrs["id"]: n for n in fragment.find_all(hx_swap_oob="innerHTML")}
+    assert oob[f"verdict-{paired['id']}"].text == verdict
+    texts_now = texts.chart_texts(config, paired["summary"], "surface")
+    for key, text in texts_now.items():
+        assert oob[f"desc-{key}-{paired['id']}"].text == text
+        assert panel.find(id=f"desc-{key}-{paired['id']}").text == text
+    assert "Final validation loss: " in texts_now["loss"]
+    # the full page has no out-of-band copies
+    assert not tree.find_all(hx_swap_oob=True)
