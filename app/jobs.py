@@ -27,7 +27,16 @@ Python-level work, so a training thread would make every page slow). Two threads
 A seat keeps its experiment until the writer has stored its final message, so an experiment
 marked running always has a seat, and a seat is free again only once its experiment has ended
 in the database. The queue and the seats' job fields are shared with request handlers (under
-`_lock`); the outboxes with the writer (under `_out`).
+`_lock`); the outboxes with the writer (under `_out`). The writer's code is app.writer; the
+slot and seat records are app.seats.
+
+Idle seats are not left idle while a sweep trains (app.sharing): a sweep taken when other
+seats are free and nobody else waits is shared out, a part of its runs per seat. A part ends
+with its runs' results instead of a final message; the writer stores the experiment's one
+final status and summary when it stores the last part's end (after every part's epochs). The
+parts beyond the first are *borrowed*: the next queued experiment goes to one at once, as its
+*guest*, trained by the same process while the part pauses (app.worker), so a single run never
+waits for someone else's sweep. A cancel, a failure or a dead process ends every part.
 
 Each executor is a *runner* (app.store): it holds the experiments it queued, says it is alive
 every few seconds, and takes over only orphans, the experiments of runners that stopped or went
@@ -43,7 +52,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import json
 import logging
 import math
 import os
@@ -51,15 +59,19 @@ import secrets
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
-from typing import Protocol
+from multiprocessing.connection import wait
 
 from app.executor import Publish, QueueFull
+from app.ml.config import ExperimentConfig
+from app.seats import Job, Seat, Slot, Slots
+from app.sharing import SharedExperiment, plan_parts
 from app.store import Store
 from app.worker import ProcessSlots, worker_main
+from app.writer import StoreWriter
+
+__all__ = ["LocalExecutor", "PoolExecutor", "Slot", "Slots"]
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0  # how often a runner says it is alive (at most; see _beat)
@@ -67,50 +79,8 @@ CANCEL_POLL_SECONDS = 2.0  # how often, with a shared database, it reads cancels
 STOP_GRACE_SECONDS = 1.0  # stop(): how long slots get to end before they are killed
 STOP_FLUSH_SECONDS = 5.0  # stop(): how long the writer gets to store what it still holds
 OUTBOX_LIMIT = 256  # messages read from a slot and not yet stored; then the slot waits
-WRITE_BATCH = 64  # epoch messages of one experiment written in one transaction, at most
-RETRY_PAUSES = (0.1, 0.25, 0.5, 1.0, 2.0)  # between failed writes (then 2 s each)
 PACE_START = 0.02  # seconds per epoch of one run, until experiments have been timed here
 WARMUP_GUESS = 3.0  # seconds until a slot that is starting can train
-
-
-class Slot(Protocol):
-    """What trains experiments for the dispatcher, one at a time. Only the dispatcher's thread
-    calls it. It speaks app.worker's protocol on `conn`: ("ready",) once, then per job
-    "epochs"/"snapshots" batches and one "finished" or "error"."""
-
-    conn: Connection  # its messages; the dispatcher waits on it (set by start())
-    sentinel: int  # a handle wait() sees ready once the slot has ended (set by start())
-
-    def start(self) -> None:
-        """Begin warming up (in the background: it says "ready" when done)."""
-
-    def train(self, exp_id: str, config_json: str) -> None:
-        """Train one experiment (the slot is ready and idle); clears an earlier cancel."""
-
-    def cancel(self) -> None:
-        """Ask the experiment it trains to stop at its next step (idempotent)."""
-
-    def stop(self) -> None:
-        """Ask it to end once idle."""
-
-    def join(self, timeout: float | None = None) -> int | None:
-        """Wait up to `timeout` s for its end: its exit code, or None while it still runs."""
-
-    def kill(self) -> None:
-        """End it now, saying nothing more (a hung slot, or the executor stopping)."""
-
-
-class Slots(Protocol):
-    """Where a pool's slots come from: opened once at start, closed at stop."""
-
-    def open(self) -> int:
-        """Get ready (connect to a cluster, ...); returns how many slots to run at once."""
-
-    def new(self) -> Slot:
-        """A slot, not yet started."""
-
-    def close(self) -> None:
-        """After every slot has ended."""
 
 
 def new_runner_id() -> str:
@@ -119,39 +89,7 @@ def new_runner_id() -> str:
 
 
 @dataclass
-class _Job:
-    exp_id: str
-    owner: str | None
-    address: str | None = None  # network address it counts against (None: not counted)
-    total: int = 0  # epochs to train, all runs (for estimates)
-
-
-@dataclass
-class _Seat:
-    """A place in the pool: its slot, the job on it and the job's messages not yet stored.
-
-    job/owner/address/cancelled: under the executor's lock; outbox: under `_out`. The seat
-    keeps its job until the writer has stored the job's final message."""
-
-    slot: Slot | None  # None: a slot that died while starting, waiting for restart_at
-    job: str | None = None
-    owner: str | None = None
-    address: str | None = None
-    ready: bool = False
-    cancelled: bool = False  # asked to stop; the dispatcher tells the slot (_send_cancels)
-    cancel_at: float = 0.0  # time.monotonic() of that ask: the grace counts from here
-    started: float = 0.0  # time.monotonic() when the job started
-    timed_out: bool = False
-    total: int = 0  # the job's epochs, all runs
-    trained: int = 0  # epochs its slot has reported
-    final_read: bool = False  # the job's final message is in the outbox: the slot stopped
-    kill_reason: str | None = None  # set when the dispatcher kills a slot that did not stop
-    restart_at: float = 0.0
-    outbox: deque = field(default_factory=deque)  # ("events", exp, [...]) | ("final", ...)
-
-
-@dataclass
-class PoolExecutor:
+class PoolExecutor(StoreWriter):
     """The dispatcher over slots from `slots` (see module docstring): an app.executor.Executor."""
 
     store: Store
@@ -168,8 +106,10 @@ class PoolExecutor:
     failed_starts_total: int = 0  # slots that died before they were ready
     killed_total: int = 0  # slots killed for not stopping within the grace
     write_failures_total: int = 0  # writes the database refused (then retried)
-    _pool: list[_Seat] = field(default_factory=list, init=False, repr=False)
-    _queue: list[_Job] = field(default_factory=list, init=False, repr=False)
+    shared_total: int = 0  # experiments whose runs were shared out over idle slots
+    guests_total: int = 0  # experiments that trained as the guest of a shared part
+    _pool: list[Seat] = field(default_factory=list, init=False, repr=False)
+    _queue: list[Job] = field(default_factory=list, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _out: threading.Condition = field(default_factory=threading.Condition, init=False,
                                       repr=False)
@@ -179,12 +119,13 @@ class PoolExecutor:
     _failed_writes: int = field(default=0, init=False)  # in a row
     _db_retry_at: float = field(default=0.0, init=False)  # no writes before (monotonic)
     _pace: float = field(default=PACE_START, init=False)  # s per epoch of one run, recent
+    _shared: dict[str, SharedExperiment] = field(default_factory=dict, init=False, repr=False)
 
     def start(self) -> None:
         self.workers = self.slots.open()
         self._wake_r, self._wake_w = os.pipe()
         for _ in range(self.workers):
-            seat = _Seat(None)
+            seat = Seat(None)
             self._start_slot(seat)
             self._pool.append(seat)
         with contextlib.suppress(Exception):  # a locked database: the beats go on trying
@@ -216,10 +157,11 @@ class PoolExecutor:
         for w in self._pool:
             if w.slot is not None:
                 self._drain(w, limit=None)
-            if w.job and not w.final_read:
-                self._put_final(w, w.job, "failed", {
-                    "error": "the server was stopped during training; the epochs trained "
-                             "before are kept"})
+            for t in (w, w.guest):
+                if t is not None and t.job and not t.final_read:
+                    self._end_job(w, t, "failed", {
+                        "error": "the server was stopped during training; the epochs "
+                                 "trained before are kept"})
         self._flush_all(STOP_FLUSH_SECONDS)
         for slot in live:
             slot.stop()
@@ -254,8 +196,8 @@ class PoolExecutor:
             if self.store.shared:  # several servers: count this person's work on all of them
                 mine = self.store.active_count(owner, new) if owner is not None else 0
             else:
-                mine = sum(1 for j in self._queue if j.owner == owner) + sum(
-                    1 for w in self._pool if w.job and w.owner == owner)
+                mine = sum(1 for j in self._queue if j.owner == owner) + len(
+                    {w.job for w in self._seats() if w.job and w.owner == owner})
             if owner is not None and mine >= self.max_per_client:
                 raise QueueFull(f"you have {mine} experiments queued or running, the limit "
                                 f"per person is {self.max_per_client}: wait for one to finish "
@@ -264,7 +206,7 @@ class PoolExecutor:
             if address is None:
                 return
             here = sum(1 for j in self._queue if j.address == address and j.exp_id != new) \
-                + sum(1 for w in self._pool if w.job and w.address == address)
+                + len({w.job for w in self._seats() if w.job and w.address == address})
             if here >= self.max_per_address:
                 raise QueueFull(f"your network address has {here} experiments queued or "
                                 f"running, the limit per address is {self.max_per_address} "
@@ -276,7 +218,8 @@ class PoolExecutor:
         self.check_room(owner, exp_id, address)
         row = self.store.get(exp_id)
         with self._lock:
-            self._queue.append(_Job(exp_id, owner, address, row.total_epochs if row else 0))
+            self._queue.append(Job(exp_id, owner, address, row.total_epochs if row else 0,
+                                    row.n_runs if row else 1))
         self._wake()
 
     def ready_workers(self) -> int:
@@ -309,33 +252,43 @@ class PoolExecutor:
         has not stopped within the grace."""
         with self._lock:
             queued = any(j.exp_id == exp_id for j in self._queue)
-            seat = None if queued else self._mark_cancelled(exp_id)
+            seated = False if queued else self._mark_cancelled(exp_id)
         if queued:
             events = self.store.transition(exp_id, "cancelled", {}, only_from=("queued",))
             with self._lock:
                 self._queue[:] = [j for j in self._queue if j.exp_id != exp_id]
                 if not events:  # it started meanwhile: stop it on its seat
-                    seat = self._mark_cancelled(exp_id)
+                    seated = self._mark_cancelled(exp_id)
             self.publish(exp_id, events)
             if events:
                 return True
-        if seat is not None:
+        if seated:
             self._wake()
-        return seat is not None
+        return seated
 
-    def _mark_cancelled(self, exp_id: str) -> _Seat | None:
-        seat = next((w for w in self._pool if w.job == exp_id), None)
-        if seat is not None and not seat.cancelled:
-            seat.cancelled, seat.cancel_at = True, time.monotonic()
-        return seat
+    def _mark_cancelled(self, exp_id: str) -> bool:
+        """Mark every seat of an experiment (all its parts) to stop (under the lock); False
+        when no seat holds it."""
+        seats = [w for w in self._seats() if w.job == exp_id]
+        now = time.monotonic()
+        for seat in seats:
+            if not seat.cancelled:
+                seat.cancelled, seat.cancel_at = True, now
+        return bool(seats)
+
+    def _seats(self) -> list[Seat]:
+        """Every seat holding or able to hold a job: the pool's, and the guests on them."""
+        return [t for w in self._pool for t in (w, w.guest) if t is not None]
 
     # -- estimates (under the lock) -------------------------------------------------------------
 
-    def _remaining(self, w: _Seat, now: float) -> float:
+    def _remaining(self, w: Seat, now: float) -> float:
         """Seconds until seat w is free: its job's rest at its own pace once it has trained a
         few epochs, else at the recent pace; 0 for an idle ready seat."""
         if w.slot is None:
             return max(0.0, w.restart_at - now) + WARMUP_GUESS
+        if w.borrowed and not w.nested:  # a queued job trains there at once, as its guest
+            return self._remaining(w.guest, now) if w.guest else 0.0
         if not w.job:
             return 0.0 if w.ready else WARMUP_GUESS
         elapsed = now - w.started
@@ -345,7 +298,7 @@ class PoolExecutor:
             rest = max(0.0, w.total * self._pace - elapsed)
         return max(0.1, min(rest, self.max_run_seconds + self.stop_grace_seconds - elapsed))
 
-    def _duration(self, job: _Job) -> float:
+    def _duration(self, job: Job) -> float:
         return min(self.max_run_seconds, max(0.1, job.total * self._pace))
 
     def _starts_locked(self) -> dict[str, float]:
@@ -394,7 +347,8 @@ class PoolExecutor:
                                                          "are kept"})
             else:
                 with self._lock:
-                    self._queue.append(_Job(row.id, row.owner, None, row.total_epochs))
+                    self._queue.append(Job(row.id, row.owner, None, row.total_epochs,
+                                            row.n_runs))
 
     def _beat(self) -> None:
         """Heartbeats well inside the timeout, on a thread of their own: a dispatcher busy with
@@ -426,13 +380,13 @@ class PoolExecutor:
             self._adopt_orphans()
             self._adopt_pending = False
         with self._lock:
-            held = {w.job for w in self._pool if w.job}
+            held = {w.job for w in self._seats() if w.job}
         for row in self.store.with_status("running"):
             if row.runner == self.runner and row.id not in held:
                 self._finish(row.id, "failed", {"error": "training stopped unexpectedly; the "
                                                          "epochs trained before are kept"})
 
-    def _start_slot(self, w: _Seat) -> None:
+    def _start_slot(self, w: Seat) -> None:
         w.slot = self.slots.new()
         w.slot.start()
         w.ready, w.kill_reason = False, None
@@ -475,7 +429,7 @@ class PoolExecutor:
     def _enforce_time_limit(self) -> None:
         now = time.monotonic()
         with self._lock:
-            for w in self._pool:
+            for w in self._seats():
                 if w.job and not w.timed_out and now - w.started > self.max_run_seconds:
                     w.timed_out = True  # it stops between steps, says "cancelled"
                     if not w.cancelled:
@@ -485,9 +439,9 @@ class PoolExecutor:
         """Tell slots of the cancels marked on their seats (by cancel(), the time limit, or a
         take-over). Run after _assign, whose train() clears the slot's flag: a cancel that came
         between _take_next and train() is so told again, never lost."""
-        for w in self._pool:
+        for w in self._seats():
             if w.cancelled and w.job and w.slot is not None and not w.final_read:
-                w.slot.cancel()
+                w.slot.cancel(guest=w.nested)
 
     def _escalate(self) -> None:
         """Kill a slot that has not stopped within the grace of a cancel or of the time limit
@@ -495,13 +449,15 @@ class PoolExecutor:
         with the reason and starts another. Time spent waiting on the database (a full
         outbox: the worker waits on us) does not count."""
         now = time.monotonic()
-        for w in self._pool:
+        for w in self._seats():
             if not (w.cancelled and w.job and not w.final_read and w.slot is not None
                     and w.kill_reason is None):
                 continue
+            host = self._host(w)
             with self._out:
-                waiting_on_us = len(w.outbox) >= OUTBOX_LIMIT
-            if waiting_on_us:
+                waiting_on_us = len(host.outbox) >= OUTBOX_LIMIT
+            # a part paused under a guest cannot look before the guest has ended
+            if waiting_on_us or (w.guest is not None and not w.guest.final_read):
                 w.cancel_at = now
                 continue
             if now - w.cancel_at < self.stop_grace_seconds:
@@ -515,9 +471,15 @@ class PoolExecutor:
             self.killed_total += 1
             w.slot.kill()
 
-    def _take_next(self, w: _Seat) -> _Job | None:
-        """Move the next job from the queue onto seat w, in one step under the lock, so a
-        cancel always finds the experiment either queued or on a seat.
+    def _host(self, seat: Seat) -> Seat:
+        """The pool seat whose slot a seat uses: itself, or a guest's host."""
+        return next((w for w in self._pool if w.guest is seat), seat)
+
+    def _take_next(self, w: Seat, host: Seat | None = None) -> Job | None:
+        """Move the next job from the queue onto seat w (a guest of `host`, if given), in one
+        step under the lock, so a cancel always finds the experiment either queued or on a
+        seat. A sweep taken while other seats idle and nobody else waits is shared out over
+        them (app.sharing): each gets a part of its runs.
 
         Fair order: the oldest job of the client with the fewest experiments running, so one
         person's long sweep never starves everyone else's single runs."""
@@ -525,46 +487,90 @@ class PoolExecutor:
             if not self._queue:
                 return None
             running: dict[str | None, int] = {}
-            for other in self._pool:
-                if other.job:
-                    running[other.owner] = running.get(other.owner, 0) + 1
+            for _exp, owner in {(o.job, o.owner) for o in self._seats() if o.job}:
+                running[owner] = running.get(owner, 0) + 1
             job = min(enumerate(self._queue),
                       key=lambda item: (running.get(item[1].owner, 0), item[0]))[1]
             self._queue.remove(job)
-            w.job, w.owner, w.address, w.cancelled = job.exp_id, job.owner, job.address, False
-            w.started, w.timed_out, w.final_read = time.monotonic(), False, False
-            w.total, w.trained = job.total, 0
+            if host is not None:
+                w.nested, host.guest = True, w
+            seats = [w]
+            if host is None and job.runs > 1 and self.slots.shares and not self._queue:
+                seats += [o for o in self._pool if o is not w and o.ready and o.job is None
+                          and o.slot is not None]
+            parts = plan_parts(job.runs, len(seats)) if len(seats) > 1 else [None]
+            for i, (seat, runs) in enumerate(zip(seats, parts)):
+                self._seat_job(seat, job, runs)
+                if runs is not None:
+                    seat.part, seat.borrowed = i, i > 0
+                    seat.total = job.total * len(runs) // job.runs
+            if len(parts) > 1:
+                self._shared[job.exp_id] = SharedExperiment(len(parts))
+                self.shared_total += 1
+            self.guests_total += host is not None
             return job
 
-    def _release(self, w: _Seat) -> None:
+    def _seat_job(self, w: Seat, job: Job, runs: list[int] | None) -> None:
+        w.job, w.owner, w.address, w.cancelled = job.exp_id, job.owner, job.address, False
+        w.started, w.timed_out, w.final_read = time.monotonic(), False, False
+        w.total, w.trained, w.runs = job.total, 0, runs
+
+    def _release(self, w: Seat) -> None:
         """Seat w is free (under the lock)."""
         w.job = w.owner = w.address = None
-        w.cancelled = w.timed_out = w.final_read = False
+        w.cancelled = w.timed_out = w.final_read = w.borrowed = False
+        w.part = w.runs = None
+        if w.nested:
+            self._host(w).guest = None
 
     def _assign(self) -> None:
+        """Queued jobs onto idle seats, then onto parts that yield (as their guests)."""
         for w in self._pool:
-            if not (w.ready and w.job is None and w.slot is not None):
-                continue
-            job = self._take_next(w)
-            if job is None:
-                return
-            try:  # only if still queued and still ours (a replica may have taken it over)
-                row = self.store.get(job.exp_id)
-                events = self.store.transition(job.exp_id, "running", only_from=("queued",),
-                                               held_by=self.runner) if row else []
-            except Exception:  # the database failed: the job waits for the next step
-                with self._lock:
-                    self._queue.insert(0, job)
-                    self._release(w)
-                raise
-            if not events:  # gone, cancelled or taken over in the meantime
-                with self._lock:
-                    self._release(w)
-                continue
-            self.publish(job.exp_id, events)
-            w.slot.train(job.exp_id, row.config)
+            if w.ready and w.job is None and w.slot is not None:
+                job = self._take_next(w)
+                if job is None:
+                    return
+                self._start(job)
+        if not self.slots.shares:
+            return
+        for w in self._pool:
+            if (w.borrowed and w.guest is None and w.slot is not None and not w.cancelled
+                    and not w.final_read):
+                job = self._take_next(Seat(w.slot, ready=True), host=w)
+                if job is None:
+                    return
+                self._start(job)
 
-    def _drain(self, w: _Seat, limit: int | None = OUTBOX_LIMIT) -> None:
+    def _start(self, job: Job) -> None:
+        """Tell the seats _take_next gave `job` to train it (only if still queued and still
+        ours: a replica may have taken it over)."""
+        with self._lock:
+            seats = [w for w in self._seats() if w.job == job.exp_id]
+        try:
+            row = self.store.get(job.exp_id)
+            events = self.store.transition(job.exp_id, "running", only_from=("queued",),
+                                           held_by=self.runner) if row else []
+        except Exception:  # the database failed: the job waits for the next step
+            with self._lock:
+                self._queue.insert(0, job)
+                for w in seats:
+                    self._release(w)
+                self._shared.pop(job.exp_id, None)
+            raise
+        if not events:  # gone, cancelled or taken over in the meantime
+            with self._lock:
+                for w in seats:
+                    self._release(w)
+                self._shared.pop(job.exp_id, None)
+            return
+        self.publish(job.exp_id, events)
+        if job.exp_id in self._shared:
+            self._shared[job.exp_id].task = ExperimentConfig.model_validate_json(
+                row.config).task
+        for w in seats:
+            w.slot.train(job.exp_id, row.config, w.runs, guest=w.nested)
+
+    def _drain(self, w: Seat, limit: int | None = OUTBOX_LIMIT) -> None:
         """Move the messages waiting on a slot's connection into its seat's outbox, while the
         outbox has room (`limit`; None: everything, when the slot has ended)."""
         try:
@@ -573,49 +579,70 @@ class PoolExecutor:
         except (EOFError, OSError):
             pass  # the slot died; its sentinel fires next
 
-    def _take(self, w: _Seat, msg: tuple) -> None:
-        """One message of a slot, into the outbox in the writer's terms."""
+    def _take(self, w: Seat, msg: tuple) -> None:
+        """One message of seat w's slot, into w's outbox in the writer's terms (a guest's
+        messages too: one slot, one outbox, in order)."""
         kind = msg[0]
         if kind == "ready":
             w.ready = True
-        elif kind in ("epochs", "snapshots"):  # kept in order, written together
+            return
+        t = w.guest if w.guest is not None and w.guest.job == msg[1] else w  # whose job
+        if kind in ("epochs", "snapshots"):  # kept in order, written together
             event = kind[:-1]
-            if kind == "epochs" and msg[1] == w.job:
-                w.trained += len(msg[2])
+            if kind == "epochs" and msg[1] == t.job:
+                t.trained += len(msg[2])
             self._put(w, ("events", msg[1], [(event, {"run": run, **m}) for run, m in msg[2]]))
-        elif kind == "finished":
-            _, exp_id, status, summary = msg
-            if status == "cancelled" and w.timed_out and exp_id == w.job:
-                self._put_final(w, exp_id, "failed", {
-                    "summary": summary,
-                    "error": f"stopped after the time limit of {self.max_run_seconds:g} s per "
-                             "experiment; the epochs trained before are kept"})
-            else:
-                self._put_final(w, exp_id, status, {"summary": summary})
+        elif kind in ("finished", "part"):
+            _, exp_id, status, result = msg
+            extra = {"summary": result} if kind == "finished" else {"runs": result}
+            if status == "cancelled" and t.timed_out and exp_id == t.job:
+                status, extra["error"] = "failed", (
+                    f"stopped after the time limit of {self.max_run_seconds:g} s per "
+                    "experiment; the epochs trained before are kept")
+            self._end_job(w, t, status, extra, exp_id)
         else:  # "error"
-            self._put_final(w, msg[1], "failed", {"error": msg[2]})
+            self._end_job(w, t, "failed", {"error": msg[2]}, msg[1])
 
-    def _put(self, w: _Seat, entry: tuple) -> None:
+    def _put(self, w: Seat, entry: tuple) -> None:
         with self._out:
             w.outbox.append(entry)
             self._out.notify()
 
-    def _put_final(self, w: _Seat, exp_id: str, status: str, extra: dict) -> None:
-        if exp_id == w.job:
-            w.final_read = True
-        self._put(w, ("final", exp_id, status, extra))
+    def _end_job(self, w: Seat, t: Seat, status: str, extra: dict,
+                 exp_id: str | None = None) -> None:
+        """The job of seat t (w itself, or its guest) ended with `status`: its final message
+        (a part's end, for a part of a shared experiment) goes into w's outbox. A part that
+        did not finish stops the other parts."""
+        exp_id = exp_id or t.job
+        if exp_id != t.job or t.part is None:
+            if exp_id == t.job:
+                t.final_read = True
+            self._put(w, ("final", exp_id, status, extra))
+            return
+        t.final_read = True
+        self._put(w, ("part_end", exp_id, t.part, status, extra.get("runs"),
+                      extra.get("error")))
+        if status != "done":
+            with self._lock:
+                self._mark_cancelled(exp_id)
 
-    def _replace(self, w: _Seat) -> None:
-        """A slot ended: store what it said, fail its experiment (epochs stay stored) and
+    def _replace(self, w: Seat) -> None:
+        """A slot ended: store what it said, fail its experiments (epochs stay stored) and
         start another."""
         code = w.slot.join(5.0)
         log.warning("%r ended with exit code %s", w.slot, code)
         self._drain(w, limit=None)
-        if w.job and not w.final_read:
-            reason = w.kill_reason or f"the training process died (exit code {code})"
-            if code == -9 and not w.kill_reason:
+        killed = any(t.kill_reason for t in (w, w.guest) if t is not None)
+        for t in (w, w.guest):
+            if t is None or not t.job or t.final_read:
+                continue
+            reason = t.kill_reason or f"the training process died (exit code {code})"
+            if killed and not t.kill_reason:
+                reason = ("the training process it shared with another experiment did not "
+                          "stop in time and was replaced")
+            elif code == -9 and not killed:
                 reason += ", probably killed for using too much memory"
-            self._put_final(w, w.job, "failed", {"error": reason})
+            self._end_job(w, t, "failed", {"error": reason})
         if w.ready:  # it had started fine: replace it at once
             self._failed_starts = 0
             self._start_slot(w)
@@ -633,108 +660,6 @@ class PoolExecutor:
         for w in self._pool:
             if w.slot is None and now >= w.restart_at:
                 self._start_slot(w)
-
-    # -- the writer thread --------------------------------------------------------------------
-
-    def _write_loop(self) -> None:
-        """Store the outboxes, in order, until stop() says so; a refused write is retried
-        after a growing pause (see module docstring)."""
-        while True:
-            with self._out:
-                while not self._writer_done and not any(w.outbox for w in self._pool):
-                    self._out.wait(1.0)
-                if self._writer_done:
-                    return
-            pause = self._db_retry_at - time.monotonic()
-            if pause > 0:
-                time.sleep(min(pause, 0.5))
-                continue
-            try:
-                for w in self._pool:
-                    self._flush(w)
-                self._failed_writes = 0
-            except Exception as e:
-                self.write_failures_total += 1
-                pause = RETRY_PAUSES[min(self._failed_writes, len(RETRY_PAUSES) - 1)]
-                self._failed_writes += 1
-                self._db_retry_at = time.monotonic() + pause
-                if self._failed_writes in (1, 10) or self._failed_writes % 100 == 0:
-                    log.warning("storing training messages failed %d time(s) in a row "
-                                "(%s); they wait, in order, and are retried",
-                                self._failed_writes, str(e).splitlines()[0][:200])
-            self._wake()  # room in the outboxes again, or seats free
-
-    def _flush(self, w: _Seat) -> None:
-        """Store seat w's outbox, oldest first: a run of epoch messages of one experiment in
-        one transaction, a final message in another. Raises on the first refusal, leaving it
-        and everything after it in the outbox."""
-        while True:
-            with self._out:
-                if not w.outbox:
-                    return
-                head = w.outbox[0]
-                batch: list[tuple] = [head]
-                if head[0] == "events":
-                    for entry in list(w.outbox)[1:WRITE_BATCH]:
-                        if entry[0] != "events" or entry[1] != head[1]:
-                            break
-                        batch.append(entry)
-            exp_id = head[1]
-            if head[0] == "events":
-                events = self.store.append(exp_id, [e for entry in batch for e in entry[2]],
-                                           held_by=self.runner)
-                if not events:  # no longer ours and running (taken over, deleted): stop it
-                    with self._lock:
-                        self._mark_cancelled(exp_id)
-            else:
-                _, _, status, extra = head
-                events = self._finish(exp_id, status, extra)
-            with self._out:
-                for _ in batch:
-                    w.outbox.popleft()
-            if head[0] == "final":  # (_finish has published it)
-                self._ended(w, exp_id, status)
-            else:
-                self.publish(exp_id, events)
-
-    def _ended(self, w: _Seat, exp_id: str, status: str) -> None:
-        """An experiment's final message is stored: its seat is free (and a finished run
-        teaches the estimate its pace)."""
-        with self._lock:
-            if w.job != exp_id:
-                return
-            if status == "done" and w.total:
-                pace = (time.monotonic() - w.started) / w.total
-                self._pace = 0.7 * self._pace + 0.3 * pace
-            self._release(w)
-
-    def _flush_all(self, timeout: float) -> None:
-        """Let the writer store what the outboxes hold (up to `timeout` s), then end it."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._out:
-                if not any(w.outbox for w in self._pool):
-                    break
-                self._out.notify()
-            time.sleep(0.05)
-        with self._out:
-            left = sum(len(w.outbox) for w in self._pool)
-            self._writer_done = True
-            self._out.notify_all()
-        self._writer.join(timeout)
-        if left:
-            log.error("the database did not take %d training messages before the stop; the "
-                      "next start marks their experiments failed", left)
-
-    def _finish(self, exp_id: str, status: str, extra: dict) -> list:
-        fields = {}
-        if "summary" in extra:
-            fields["summary"] = json.dumps(extra["summary"])
-        if "error" in extra:
-            fields["error"] = extra["error"]
-        events = self.store.transition(exp_id, status, extra, **fields)
-        self.publish(exp_id, events)
-        return events
 
 
 class LocalExecutor(PoolExecutor):

@@ -103,11 +103,13 @@ class RaySlot:
     def start(self) -> None:
         self._thread.start()
 
-    def train(self, exp_id: str, config_json: str) -> None:
+    def train(self, exp_id: str, config_json: str, runs: list[int] | None = None,
+              guest: bool = False) -> None:
+        assert runs is None and not guest, "Ray slots train whole experiments (shares=False)"
         self._cancel.clear()
         self._jobs.put((exp_id, config_json))
 
-    def cancel(self) -> None:
+    def cancel(self, guest: bool = False) -> None:
         self._cancel.set()
 
     def stop(self) -> None:
@@ -227,6 +229,7 @@ class RaySlots:
     address: str | None = None  # None: a private one-machine Ray
     cpus_per_experiment: int = 1  # Ray CPUs a task asks for, and its torch threads
     max_running: int | None = None  # None: the cluster's CPUs / cpus_per_experiment
+    shares = False  # a Ray task cannot take a guest: sweeps are not shared out (app.sharing)
 
     def open(self) -> int:
         if not ray.is_initialized():

@@ -2,14 +2,25 @@
 
 The process is spawned (never forked from the server), imports torch once, then trains the
 experiments it is sent. It talks to the executor over one Pipe:
-    parent -> worker: ("train", exp_id, config_json) | None (exit)
+    parent -> worker: ("train", exp_id, config_json, runs) | None (exit)
     worker -> parent: ("ready",) | ("epochs", exp_id, [(run, metrics), ...])
                       | ("snapshots", exp_id, [(run, snapshot), ...])
                       | ("finished", exp_id, status, summary) | ("error", exp_id, message)
+                      | ("part", exp_id, status, run_dicts)
+`runs` is None for a whole experiment, or the run indices of one *part* of a sweep that
+several processes share (app.jobs); a part ends with "part" (its runs' results, which the
+dispatcher summarizes once every part has ended) instead of "finished".
 Epochs are sent in batches: everything reported during one epoch of the (possibly batched)
-model goes in one message, so the parent writes it in one transaction. A cancel is a shared
-byte the parent sets; the trainer polls it between steps. `ProcessSlot` is the parent's end,
-one slot of app.jobs' dispatcher; `ProcessSlots` makes them for the local executor.
+model goes in one message, so the parent writes it in one transaction.
+
+A part on a borrowed process yields at once to other people's work: between two steps the
+trainer looks at the pipe, and a "train" message that came meanwhile (a *guest*) is trained
+there and then, to its end, before the part goes on from the very same step (its numbers do
+not change: every run has its own generators). So the process never trains two things at
+once (workers x threads <= cores holds) and the guest waits no longer than one step.
+Cancels are two shared bytes the parent sets, one for the job and one for its guest; the
+trainer polls them between steps. `ProcessSlot` is the parent's end, one slot of app.jobs'
+dispatcher; `ProcessSlots` makes them for the local executor.
 """
 
 from __future__ import annotations
@@ -42,17 +53,39 @@ def worker_main(conn: Connection, cancel: Synchronized, threads: int) -> None:
     conn.send(("ready",))
     while True:
         msg = conn.recv()
-        if msg is None:
+        if msg is None or not _serve(conn, cancel, msg, GUEST_HOST):
             return
-        _, exp_id, config_json = msg
-        train_one(exp_id, config_json, conn.send, lambda: bool(cancel.value))
+
+
+GUEST_HOST, GUEST = 0, 1  # which cancel byte a job polls: the job's own, or its guest's
+
+
+def _serve(conn: Connection, cancel, msg: tuple, level: int) -> bool:
+    """Train the job in `msg` (at `level`); a job at GUEST_HOST takes a guest that arrives
+    meanwhile (see the module docstring). False when the parent asked the process to exit."""
+    _, exp_id, config_json, runs = msg
+    exiting = False
+
+    def should_stop() -> bool:
+        nonlocal exiting
+        if level == GUEST_HOST and not cancel[level] and conn.poll():
+            guest = conn.recv()
+            if guest is None:  # exit: the parent has already given up on this job
+                exiting = True
+                return True
+            _serve(conn, cancel, guest, GUEST)
+        return bool(cancel[level])
+
+    train_one(exp_id, config_json, conn.send, should_stop, runs)
+    return not exiting
 
 
 def train_one(exp_id: str, config_json: str, send: Callable[[tuple], None],
-              should_stop: Callable[[], bool]) -> None:
-    """Train one experiment, saying everything through `send` in the protocol above and ending
-    with one "finished" or "error" message (never raising: the worker lives on). Shared by the
-    local worker processes and the Ray task (app.ray_executor)."""
+              should_stop: Callable[[], bool], runs: list[int] | None = None) -> None:
+    """Train one experiment (or the part of it in `runs`), saying everything through `send`
+    in the protocol above and ending with one "finished" ("part") or "error" message (never
+    raising: the worker lives on). Shared by the local worker processes and the Ray task
+    (app.ray_executor)."""
     from app.ml.config import ExperimentConfig
     from app.ml.summary import summarize
     from app.ml.train import train
@@ -68,8 +101,12 @@ def train_one(exp_id: str, config_json: str, send: Callable[[tuple], None],
             send(("snapshots", exp_id, rows))
 
         result = train(config, on_epoch=on_epoch, should_stop=should_stop,
-                       on_snapshot=on_snapshot)
-        send(("finished", exp_id, result.status, summarize(result.run_dicts(), config.task)))
+                       on_snapshot=on_snapshot, runs=runs)
+        if runs is not None:
+            send(("part", exp_id, result.status, result.run_dicts()))
+        else:
+            send(("finished", exp_id, result.status, summarize(result.run_dicts(),
+                                                               config.task)))
     except Exception:
         send(("error", exp_id, traceback.format_exc(limit=5)))
 
@@ -86,7 +123,8 @@ class ProcessSlot:
     def start(self) -> None:
         ctx = mp.get_context("spawn")  # never fork a process that may hold threads/locks
         self.conn, child = ctx.Pipe()
-        self._cancel = ctx.Value("b", 0, lock=False)  # 1 asks the running experiment to stop
+        # [job, guest]: 1 asks that experiment to stop
+        self._cancel = ctx.Array("b", 2, lock=False)
         self._process = ctx.Process(target=self._target, args=(child, self._cancel,
                                                                self._threads),
                                     name="dp-worker", daemon=True)
@@ -94,12 +132,13 @@ class ProcessSlot:
         child.close()
         self.sentinel = self._process.sentinel
 
-    def train(self, exp_id: str, config_json: str) -> None:
-        self._cancel.value = 0
-        self.conn.send(("train", exp_id, config_json))
+    def train(self, exp_id: str, config_json: str, runs: list[int] | None = None,
+              guest: bool = False) -> None:
+        self._cancel[GUEST if guest else GUEST_HOST] = 0
+        self.conn.send(("train", exp_id, config_json, runs))
 
-    def cancel(self) -> None:
-        self._cancel.value = 1
+    def cancel(self, guest: bool = False) -> None:
+        self._cancel[GUEST if guest else GUEST_HOST] = 1
 
     def stop(self) -> None:
         with contextlib.suppress(OSError):  # already gone
@@ -127,6 +166,7 @@ class ProcessSlots:
     workers: int
     threads: int  # torch threads per process: workers x threads <= cores
     target: Callable = worker_main  # what a process runs (tests swap it)
+    shares = True  # a slot takes a guest while it trains a borrowed part (see _serve)
 
     def open(self) -> int:
         return self.workers

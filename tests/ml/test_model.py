@@ -265,3 +265,147 @@ def test_cross_entropy_of_stacked_output_matches_per_member():
     F.cross_entropy(out[1], y).backward()
     assert torch.all(model.weights[0].grad[0] == 0) and torch.all(model.weights[0].grad[2] == 0)
     assert model.weights[0].grad[1].abs().sum() > 0
+
+
+# -- train_step: the hand-written backward against autograd ------------------------------------
+
+
+def autograd_step(model, x, y, task, l1):
+    """What train_step replaces: forward (dropout on), member_loss, L1, autograd's backward."""
+    from app.ml.metrics import member_loss
+
+    model.train()
+    for p in model.parameters():
+        p.grad = None
+    loss_k = member_loss(model(x), y, task)
+    loss = loss_k.sum()
+    if l1:
+        loss = loss + l1 * model.l1_penalty()
+    loss.backward()
+    return loss_k.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+STEP_CASES = {  # sizes, task: narrow outputs (< NARROW) are computed transposed, wide ones not
+    "classes_3": ([5, 24, 16, 3], "classification"),
+    "classes_20_wide": ([5, 24, 16, 20], "classification"),
+    "regression": ([1, 32, 32, 1], "regression"),
+    "one_hidden_layer": ([4, 40, 2], "classification"),
+    "no_hidden_layer": ([6, 2], "classification"),
+}
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu", "sigmoid"])
+@pytest.mark.parametrize("case", list(STEP_CASES))
+@pytest.mark.parametrize("shared_input", [True, False])
+def test_train_step_equals_autograd(activation, case, shared_input):
+    """Same masks (two models of the same seeds draw the same streams), same losses, same
+    gradients, step after step: members with and without dropout side by side (one sharing
+    another's seed, as a sweep's rates do), input dropout, an L1 term, a short last batch."""
+    sizes, task = STEP_CASES[case]
+    hidden = len(sizes) - 2
+    seeds = [3, 4, 3, 5]
+    rates = [[0.5] * hidden, [0.0] * hidden, [0.2] * hidden, [0.7] * hidden]
+    input_rates = [0.0, 0.0, 0.0, 0.3]
+    ours, ref = (stacked(sizes, seeds, rates, input_rates, activation) for _ in range(2))
+    ours.train()
+    gen = torch.Generator().manual_seed(1)
+    for batch, l1 in [(9, 0.0), (9, 1e-3), (4, 0.0)]:
+        x = torch.randn(4, batch, sizes[0], generator=gen)
+        if task == "classification":
+            y = torch.randint(0, sizes[-1], (4, batch), generator=gen)
+        else:
+            y = torch.randn(4, batch, generator=gen)
+        x_in = x[0] if shared_input else x
+        if shared_input:
+            y = y[0].expand(4, -1)
+        loss = ours.train_step(x_in, y, task, l1)
+        want_loss, want_grads = autograd_step(ref, x_in, y, task, l1)
+        torch.testing.assert_close(loss, want_loss, rtol=1e-6, atol=1e-7)
+        for got, want in zip(ours.parameters(), want_grads, strict=True):
+            torch.testing.assert_close(got.grad, want, rtol=1e-5, atol=1e-7)
+        with torch.no_grad():  # the same small update on both, so the next step differs
+            for a, b in zip(ours.parameters(), ref.parameters(), strict=True):
+                a.sub_(0.1 * a.grad)
+                b.sub_(0.1 * b.grad)
+
+
+def test_train_step_overwrites_gradients_and_keeps_its_buffers():
+    """No zero_grad is needed between steps: each step's .grad is that step's alone."""
+    model = stacked([3, 16, 2], [0])
+    x, y = torch.randn(8, 3), torch.randint(0, 2, (1, 8))
+    model.train_step(x, y, "classification")
+    first = [p.grad.clone() for p in model.parameters()]
+    buffers = [p.grad for p in model.parameters()]
+    model.train_step(x, y, "classification")  # same weights, same data, p=0: same gradient
+    for p, want, buf in zip(model.parameters(), first, buffers, strict=True):
+        assert p.grad is buf
+        torch.testing.assert_close(p.grad, want, rtol=0, atol=0)
+
+
+# -- evaluation in chunks, narrow outputs --------------------------------------------------------
+
+
+@pytest.mark.parametrize("sizes", [[5, 64, 32, 3], [64, 256, 256, 10], [5, 40, 40, 20],
+                                   [3, 48, 48, 1], [13, 100, 7, 3]])
+@pytest.mark.parametrize("shared_input", [True, False])
+def test_predict_in_chunks_equals_forward_to_the_bit(sizes, shared_input):
+    """Whatever the chunk size asked for and the split's length, each row's outputs are the
+    ones a single product over the whole split gives (the chunks keep MKL's row blocks)."""
+    model = stacked(sizes, [1, 2, 3], [[0.5, 0.5]] * 3, [0.1] * 3)
+    model.eval()
+    for n in (17, 300, 359, 1079):
+        x = torch.randn(n, sizes[0]) if shared_input else torch.randn(3, n, sizes[0])
+        with torch.no_grad():
+            want = model(x)
+        for rows in (1, 33, 64, 170, 341, 4096):
+            got = model.predict(x, rows)
+            assert got.shape == (3, n, sizes[-1])
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("n_classes", [2, 10])
+def test_a_member_evaluates_the_same_alone_and_in_a_batch(n_classes):
+    """Eval-mode outputs of member 2 of six, in the chunks a 6-run sweep uses, equal the same
+    network's alone over the whole split: a run's numbers do not depend on its neighbours."""
+    from app.ml.train import eval_rows
+
+    sizes = [64, 256, 256, n_classes]
+    model = stacked(sizes, list(range(6)), [[0.5, 0.5]] * 6, [0.0] * 6)
+    model.eval()
+    alone = model.members(torch.tensor([2]))
+    x = torch.randn(1079, 64)
+    got = model.predict(x, eval_rows(6, sizes))[2]
+    torch.testing.assert_close(got, alone.predict(x, eval_rows(1, sizes))[0], rtol=0, atol=0)
+
+
+def test_chunks_cover_every_row_once_from_multiples_of_16():
+    from app.ml.model import _chunks
+
+    for n in (1, 15, 16, 17, 64, 65, 79, 80, 81, 1000, 1079):
+        for rows in (1, 64, 70, 100, 4096):
+            chunks = _chunks(n, rows)
+            assert chunks[0][0] == 0 and chunks[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+            assert all(start % 16 == 0 for start, _ in chunks)
+            assert len(chunks) == 1 or chunks[-1][1] - chunks[-1][0] >= 16
+
+
+def test_narrow_outputs_are_transposed_views_and_metrics_read_them_alike():
+    """A few-class output comes as a view of a (K, C, n) tensor (see model._affine); the
+    metrics give the same numbers on it as on the same values laid out (K, n, C)."""
+    from app.ml import metrics
+
+    model = stacked([4, 32, 3], [0, 1])
+    model.eval()
+    x, y = torch.randn(50, 4), torch.randint(0, 3, (2, 50))
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (2, 50, 3) and out.stride(1) == 1  # rows are adjacent: transposed
+    plain = out.contiguous()
+    for name, value in metrics.classification(out, y, detailed=True).items():
+        torch.testing.assert_close(value, metrics.classification(plain, y, True)[name],
+                                   rtol=1e-6, atol=1e-7)
+    assert torch.equal(metrics.confusion(out, y), metrics.confusion(plain, y))
+    torch.testing.assert_close(metrics.member_loss(out, y, "classification"),
+                               metrics.member_loss(plain, y, "classification"),
+                               rtol=1e-6, atol=1e-7)
