@@ -1,4 +1,5 @@
-"""Docs are part of the feature: the README must name every setting and every dataset."""
+"""Docs are part of the feature: the README must name every setting, every dataset and every
+benchmark (whose figures are in docs/benchmarks.md)."""
 
 from pathlib import Path
 
@@ -34,3 +35,12 @@ def test_every_api_operation_is_in_the_api_reference(tmp_path):
                if f"`{method.upper()} {path}" not in reference]
     assert not missing, f"operations missing from docs/api.md: {missing}"
     assert "docs/api.md" in README
+
+
+def test_every_benchmark_is_documented_with_its_figures():
+    root = Path(__file__).resolve().parents[1]
+    figures = (root / "docs" / "benchmarks.md").read_text()
+    assert "docs/benchmarks.md" in README
+    missing = [p.name for p in sorted((root / "bench").glob("*.py"))
+               if f"`bench/{p.name}`" not in figures or f"`bench/{p.name}`" not in README]
+    assert not missing, f"benchmarks missing from docs/benchmarks.md or the README: {missing}"

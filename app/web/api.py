@@ -47,7 +47,9 @@ def create_experiment(config: ExperimentConfig, request: Request, store: StoreDe
     the `owner_token` that lets a client without cookies stop, rename or delete it (send it
     back in the X-Owner-Token header)."""
     author = None
-    if room:
+    if not room:  # absent or empty (?room=): no room
+        room = None
+    else:
         room_row, state, author = room_for_play(store, room, client, request)
         room = room_row.code
         try:

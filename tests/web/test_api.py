@@ -64,6 +64,16 @@ def test_create_answers_unguessable_id_and_share_url(client):
         cancel_quietly(client, first.json()["id"], second.json()["id"])
 
 
+def test_an_empty_room_parameter_means_no_room(client):
+    # found by the fuzzer: `?room=` went on as the room "" and the store failed with a 500
+    res = client.post("/api/experiments", params={"room": ""}, json=TINY)
+    try:
+        assert res.status_code == 201, res.text
+        assert client.get(f"/e/{res.json()['id']}.json").json()["room"] is None
+    finally:
+        cancel_quietly(client, res.json()["id"])
+
+
 def test_get_fills_defaults_and_lists_runs(client):
     exp_id = post(client, {})  # every field optional
     try:
