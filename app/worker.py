@@ -2,14 +2,15 @@
 
 The process is spawned (never forked from the server), imports torch once, then trains the
 experiments it is sent. It talks to the executor over one Pipe:
-    parent -> worker: ("train", exp_id, config_json, runs) | None (exit)
+    parent -> worker: ("train", exp_id, config_json, runs, guest) | None (exit)
     worker -> parent: ("ready",) | ("epochs", exp_id, [(run, metrics), ...])
                       | ("snapshots", exp_id, [(run, snapshot), ...])
                       | ("finished", exp_id, status, summary) | ("error", exp_id, message)
                       | ("part", exp_id, status, run_dicts)
 `runs` is None for a whole experiment, or the run indices of one *part* of a sweep that
 several processes share (app.jobs); a part ends with "part" (its runs' results, which the
-dispatcher summarizes once every part has ended) instead of "finished".
+dispatcher summarizes once every part has ended) instead of "finished". `guest` says which
+cancel byte the job polls (below), whenever it happens to be read.
 Epochs are sent in batches: everything reported during one epoch of the (possibly batched)
 model goes in one message, so the parent writes it in one transaction.
 
@@ -53,27 +54,30 @@ def worker_main(conn: Connection, cancel: Synchronized, threads: int) -> None:
     conn.send(("ready",))
     while True:
         msg = conn.recv()
-        if msg is None or not _serve(conn, cancel, msg, GUEST_HOST):
+        if msg is None or not _serve(conn, cancel, msg):
             return
 
 
 GUEST_HOST, GUEST = 0, 1  # which cancel byte a job polls: the job's own, or its guest's
 
 
-def _serve(conn: Connection, cancel, msg: tuple, level: int) -> bool:
-    """Train the job in `msg` (at `level`); a job at GUEST_HOST takes a guest that arrives
-    meanwhile (see the module docstring). False when the parent asked the process to exit."""
-    _, exp_id, config_json, runs = msg
+def _serve(conn: Connection, cancel, msg: tuple) -> bool:
+    """Train the job in `msg`. A job that is not a guest takes a guest that arrives meanwhile
+    (see the module docstring), even while it is being cancelled: the guest was sent to run
+    now. A guest read only after its host ended (the two crossed) still polls the guest's
+    cancel byte, the one the parent sets for it. False when the parent asked to exit."""
+    _, exp_id, config_json, runs, guest = msg
+    level = GUEST if guest else GUEST_HOST
     exiting = False
 
     def should_stop() -> bool:
         nonlocal exiting
-        if level == GUEST_HOST and not cancel[level] and conn.poll():
-            guest = conn.recv()
-            if guest is None:  # exit: the parent has already given up on this job
+        if level == GUEST_HOST and conn.poll():
+            nested = conn.recv()
+            if nested is None:  # exit: the parent has already given up on this job
                 exiting = True
                 return True
-            _serve(conn, cancel, guest, GUEST)
+            _serve(conn, cancel, nested)
         return bool(cancel[level])
 
     train_one(exp_id, config_json, conn.send, should_stop, runs)
@@ -135,7 +139,7 @@ class ProcessSlot:
     def train(self, exp_id: str, config_json: str, runs: list[int] | None = None,
               guest: bool = False) -> None:
         self._cancel[GUEST if guest else GUEST_HOST] = 0
-        self.conn.send(("train", exp_id, config_json, runs))
+        self.conn.send(("train", exp_id, config_json, runs, guest))
 
     def cancel(self, guest: bool = False) -> None:
         self._cancel[GUEST if guest else GUEST_HOST] = 1

@@ -157,3 +157,38 @@ def test_a_dead_worker_fails_the_shared_sweep_once_and_stops_its_other_part(tmp_
     finally:
         executor.stop()
         store.close()
+
+
+def test_a_guest_runs_even_when_its_host_is_being_cancelled_and_polls_its_own_cancel():
+    """The worker's side of guests, in this process: a guest that was sent while its host part
+    was being cancelled trains to its end, and one read after its host ended still obeys the
+    guest's cancel byte (the one the parent sets for it), not the host's."""
+    import multiprocessing as mp
+
+    from app.worker import GUEST, GUEST_HOST, _serve
+
+    host = {**SWEEP, "train": {"epochs": 3}}
+    guest = {**SINGLE, "train": {"epochs": 2}}
+    parent, child = mp.Pipe()
+    cancel = mp.Array("b", 2, lock=False)
+    cancel[GUEST_HOST] = 1  # the host part is being cancelled...
+    parent.send(("train", "g1", json.dumps(guest), None, True))  # ...as its guest arrives
+    assert _serve(child, cancel, ("train", "h1", json.dumps(host), [0, 1], False))
+    said = []
+    while parent.poll():
+        said.append(parent.recv())
+    ends = {m[1]: m[2] for m in said if m[0] in ("finished", "part")}
+    assert ends == {"g1": "done", "h1": "cancelled"}
+    assert sum(len(m[2]) for m in said if m[0] == "epochs" and m[1] == "g1") == 2
+    # crossed: the guest is read only after its host ended, with the host's byte still set
+    def end_of(exp_id: str) -> tuple:
+        while (m := parent.recv())[0] not in ("finished", "part", "error"):
+            pass
+        assert m[1] == exp_id
+        return m[:3]
+
+    assert _serve(child, cancel, ("train", "g2", json.dumps(guest), None, True))
+    assert end_of("g2") == ("finished", "g2", "done")
+    cancel[GUEST] = 1  # and the guest's own byte stops it
+    assert _serve(child, cancel, ("train", "g3", json.dumps(guest), None, True))
+    assert end_of("g3") == ("finished", "g3", "cancelled")
